@@ -1,0 +1,62 @@
+//! The admin HTTP API.
+//!
+//! - [`router`]: dispatches requests to handlers (Toxiproxy's `/proxies` surface, `/populate`,
+//!   `/reset`, `/version`, and faultline's `/metrics` and `/ready`).
+//! - [`toxiproxy`]: Toxiproxy's JSON shapes and their conversion into domain types.
+//! - [`error`]: the error body every handler returns on failure.
+//!
+//! Requests from browsers (a `Mozilla/` user agent) are refused, as Toxiproxy does, so a web
+//! page cannot drive the agent through the user's loopback.
+
+pub mod error;
+pub mod router;
+pub mod toxiproxy;
+
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::route::RouteTable;
+
+/// Serves the admin API on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, table: Arc<RouteTable>, shutdown: CancellationToken) {
+    let ready = shutdown.clone();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let table = table.clone();
+        let ready = ready.clone();
+        let conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let table = table.clone();
+                let draining = ready.is_cancelled();
+                async move {
+                    Ok::<_, std::convert::Infallible>(router::handle(req, &table, draining).await)
+                }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = conn_shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}

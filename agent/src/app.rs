@@ -1,0 +1,103 @@
+//! Composes an agent: the route table, its listeners, the expiry task and the admin API,
+//! with one drain signal for all of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::route::{RouteError, RouteTable, expiry};
+use crate::tcp::DataPlane;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--admin: cannot listen on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("route {route:?}: {source}")]
+    Route {
+        route: String,
+        #[source]
+        source: RouteError,
+    },
+}
+
+/// A running agent.
+pub struct Agent {
+    pub table: Arc<RouteTable>,
+    /// The admin API's bound address (useful when configured with port 0).
+    pub admin_addr: SocketAddr,
+    drain: CancellationToken,
+    plane: DataPlane,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Binds the admin API and every configured route, and starts serving.
+    /// Must be called inside a Tokio runtime.
+    pub async fn start(config: &AgentConfig) -> Result<Agent, StartError> {
+        let drain = CancellationToken::new();
+        let plane = DataPlane::new(drain.clone(), config.connect_timeout);
+        let table = RouteTable::new(plane.clone());
+        let admin = tokio::net::TcpListener::bind(config.admin)
+            .await
+            .map_err(|source| StartError::Admin {
+                addr: config.admin,
+                source,
+            })?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Admin {
+            addr: config.admin,
+            source,
+        })?;
+        for spec in &config.routes {
+            table
+                .create(spec.clone())
+                .map_err(|source| StartError::Route {
+                    route: spec.name.clone(),
+                    source,
+                })?;
+        }
+        for (route, fault) in &config.faults {
+            table
+                .add_fault(route, fault.clone())
+                .map_err(|source| StartError::Route {
+                    route: route.clone(),
+                    source,
+                })?;
+        }
+        let tasks = vec![
+            tokio::spawn(expiry::run(table.clone(), drain.clone())),
+            tokio::spawn(crate::admin::serve(admin, table.clone(), drain.clone())),
+        ];
+        tracing::info!(admin = %admin_addr, routes = config.routes.len(), "agent started");
+        Ok(Agent {
+            table,
+            admin_addr,
+            drain,
+            plane,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets open connections finish for up to `grace`, then returns the number
+    /// of connections that were still open (and are dropped).
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        self.drain.cancel();
+        self.plane.tracker.close();
+        let open = self.plane.tracker.len();
+        if open > 0 {
+            tracing::info!(open, ?grace, "draining connections");
+        }
+        let _ = tokio::time::timeout(grace, self.plane.tracker.wait()).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        self.plane.tracker.len()
+    }
+}

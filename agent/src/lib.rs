@@ -1,0 +1,27 @@
+//! faultline-agent: a fault-injecting proxy that runs beside a service.
+//!
+//! The agent proxies a service's traffic through named routes (`listen -> upstream`) and
+//! injects faults into it: latency, bandwidth limits, slicing, slow closes, timeouts, resets,
+//! data limits, a route going down, network partitions. It runs on its own, driven by its
+//! Toxiproxy-compatible admin API, and (later) under the controller's leases.
+//!
+//! Where things live:
+//! - [`config`]: flags, environment and config file, parsed once into typed settings.
+//! - [`fault`]: the fault model, one module per fault kind.
+//! - [`route`]: the route table (control side) and the snapshots connections read.
+//! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
+//! - [`admin`]: the admin HTTP API: Toxiproxy's `/proxies` surface, `/metrics`, `/ready`.
+//! - [`metrics`]: per-route atomic counters and their Prometheus rendering.
+//! - [`app`]: composes the above: [`app::run`] starts an agent and drains it on shutdown.
+//!
+//! Invariants: the data path takes no lock (it reads `Arc` snapshots from a `watch` channel);
+//! a fault reaches every open connection of its route from the connection's next chunk; a fault
+//! with an expiry is removed when it passes.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod fault;
+pub mod metrics;
+pub mod route;
+pub mod tcp;

@@ -1,0 +1,19 @@
+//! Routes: named `listen -> upstream` pairs, their faults, and the snapshots the data path reads.
+//!
+//! - [`table`]: the route table, the control side. Every change (a route created, a fault added,
+//!   an expiry) is applied here and published as a new snapshot.
+//! - [`snapshot`]: the immutable per-route view that connections read through a `watch`
+//!   channel. The data path never sees the table or its lock.
+//! - [`upstream`]: where a route forwards to.
+//! - [`expiry`]: the task that removes faults when their expiry passes.
+
+pub mod expiry;
+pub mod snapshot;
+pub mod table;
+pub mod upstream;
+
+pub use self::{
+    snapshot::{ActiveFault, RouteSnapshot, RouteState},
+    table::{FaultView, RouteError, RouteSpec, RouteTable, RouteUpdate, RouteView},
+    upstream::Upstream,
+};

@@ -1,0 +1,525 @@
+//! The route table: the control side of the agent's routes and faults.
+//!
+//! Every mutation takes the table's lock, edits the plain data, publishes a fresh
+//! [`RouteSnapshot`] on the route's `watch` channel and reconciles the route's listener with
+//! what the snapshot says (open while serving, closed while disabled or fully down).
+//!
+//! Why a `std::sync::Mutex`: mutations come from the admin API and the expiry task, a few per
+//! second at most; each holds the lock for a short, non-async critical section (no `.await`
+//! inside, enforced by clippy's `await_holding_lock`). The data path never touches this lock:
+//! connections read snapshots from their `watch` receiver.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{ActiveFault, RouteSnapshot, RouteState, Upstream};
+use crate::fault::{Fault, FaultKind, Origin};
+use crate::metrics::RouteMetrics;
+use crate::tcp::{self, DataPlane};
+
+/// What is needed to create a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub name: String,
+    /// `HOST:PORT`; port 0 picks a free port (the route then reports the port it got).
+    pub listen: String,
+    pub upstream: Upstream,
+    pub enabled: bool,
+}
+
+/// A partial change to a route; `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct RouteUpdate {
+    pub listen: Option<String>,
+    pub upstream: Option<Upstream>,
+    pub enabled: Option<bool>,
+}
+
+/// A route as the APIs show it.
+#[derive(Clone, Debug)]
+pub struct RouteView {
+    pub name: String,
+    /// The address actually bound (or last bound, while the listener is closed).
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub enabled: bool,
+    pub faults: Vec<FaultView>,
+}
+
+/// A fault as the APIs show it.
+#[derive(Clone, Debug)]
+pub struct FaultView {
+    pub route: String,
+    pub fault: Fault,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("proxy not found: no route named {0:?}")]
+    RouteNotFound(String),
+    #[error("proxy already exists: a route named {0:?} exists")]
+    RouteExists(String),
+    #[error("toxic not found: route {route:?} has no fault named {fault:?}")]
+    FaultNotFound { route: String, fault: String },
+    #[error("toxic already exists: route {route:?} already has a fault named {fault:?}")]
+    FaultExists { route: String, fault: String },
+    #[error("listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+struct Entry {
+    listen: SocketAddr,
+    upstream: Upstream,
+    enabled: bool,
+    faults: Vec<ActiveFault>,
+    tx: watch::Sender<Arc<RouteSnapshot>>,
+    /// Present while the listener is open; cancelling it closes the listener.
+    accept: Option<CancellationToken>,
+    metrics: Arc<RouteMetrics>,
+    name: Arc<str>,
+}
+
+struct Inner {
+    routes: BTreeMap<String, Entry>,
+    next_key: u64,
+    /// Routes whose listener should be open but could not be re-bound; retried by the expiry task.
+    relisten_pending: bool,
+}
+
+pub struct RouteTable {
+    inner: Mutex<Inner>,
+    plane: DataPlane,
+    /// Wakes the expiry task when the set of expiries changes.
+    pub(crate) changed: Notify,
+}
+
+impl RouteTable {
+    pub fn new(plane: DataPlane) -> Arc<Self> {
+        Arc::new(RouteTable {
+            inner: Mutex::new(Inner {
+                routes: BTreeMap::new(),
+                next_key: 1,
+                relisten_pending: false,
+            }),
+            plane,
+            changed: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug; the data is plain and stays usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn create(&self, spec: RouteSpec) -> Result<RouteView, RouteError> {
+        validate_name("name", &spec.name)?;
+        let mut inner = self.lock();
+        if inner.routes.contains_key(&spec.name) {
+            return Err(RouteError::RouteExists(spec.name));
+        }
+        let listener = tcp::bind(&spec.listen).map_err(|source| RouteError::Bind {
+            addr: spec.listen.clone(),
+            source,
+        })?;
+        let listen = listener.local_addr().map_err(|source| RouteError::Bind {
+            addr: spec.listen.clone(),
+            source,
+        })?;
+        let name: Arc<str> = spec.name.as_str().into();
+        let metrics = Arc::new(RouteMetrics::default());
+        let (tx, _) = watch::channel(Arc::new(RouteSnapshot {
+            name: name.clone(),
+            upstream: spec.upstream.clone(),
+            state: if spec.enabled {
+                RouteState::Serving
+            } else {
+                RouteState::Disabled
+            },
+            faults: Box::new([]),
+            metrics: metrics.clone(),
+        }));
+        let mut entry = Entry {
+            listen,
+            upstream: spec.upstream,
+            enabled: spec.enabled,
+            faults: Vec::new(),
+            tx,
+            accept: None,
+            metrics,
+            name,
+        };
+        if entry.wants_listener() {
+            entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+        }
+        tracing::info!(route = %spec.name, %listen, upstream = %entry.upstream, "route created");
+        let view = entry.view();
+        inner.routes.insert(spec.name, entry);
+        Ok(view)
+    }
+
+    pub fn update(&self, name: &str, update: RouteUpdate) -> Result<RouteView, RouteError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .routes
+            .get_mut(name)
+            .ok_or_else(|| RouteError::RouteNotFound(name.into()))?;
+        // Bind a new address first, so a failure changes nothing.
+        let mut new_listener = None;
+        if let Some(listen) = &update.listen {
+            let same = listen
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a == entry.listen);
+            if !same {
+                let l = tcp::bind(listen).map_err(|source| RouteError::Bind {
+                    addr: listen.clone(),
+                    source,
+                })?;
+                let addr = l.local_addr().map_err(|source| RouteError::Bind {
+                    addr: listen.clone(),
+                    source,
+                })?;
+                new_listener = Some((l, addr));
+            }
+        }
+        if let Some((listener, addr)) = new_listener {
+            if let Some(old) = entry.accept.take() {
+                old.cancel();
+            }
+            entry.listen = addr;
+            if entry.wants_listener_with(update.enabled.unwrap_or(entry.enabled)) {
+                entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+            }
+        }
+        if let Some(up) = update.upstream {
+            entry.upstream = up;
+        }
+        if let Some(enabled) = update.enabled {
+            if enabled
+                && !entry.enabled
+                && entry.accept.is_none()
+                && entry.wants_listener_with(true)
+            {
+                let listener =
+                    tcp::bind(&entry.listen.to_string()).map_err(|source| RouteError::Bind {
+                        addr: entry.listen.to_string(),
+                        source,
+                    })?;
+                entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+            }
+            entry.enabled = enabled;
+        }
+        let pending = self.publish(entry);
+        let view = entry.view();
+        inner.relisten_pending |= pending;
+        Ok(view)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), RouteError> {
+        let mut inner = self.lock();
+        let mut entry = inner
+            .routes
+            .remove(name)
+            .ok_or_else(|| RouteError::RouteNotFound(name.into()))?;
+        if let Some(accept) = entry.accept.take() {
+            accept.cancel();
+        }
+        entry.tx.send_replace(Arc::new(RouteSnapshot {
+            name: entry.name.clone(),
+            upstream: entry.upstream.clone(),
+            state: RouteState::Removed,
+            faults: Box::new([]),
+            metrics: entry.metrics.clone(),
+        }));
+        tracing::info!(route = name, "route removed");
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<RouteView, RouteError> {
+        let inner = self.lock();
+        inner
+            .routes
+            .get(name)
+            .map(Entry::view)
+            .ok_or_else(|| RouteError::RouteNotFound(name.into()))
+    }
+
+    pub fn list(&self) -> Vec<RouteView> {
+        self.lock().routes.values().map(Entry::view).collect()
+    }
+
+    /// The live snapshot channel of a route (for tests and in-process embedding).
+    pub fn subscribe(&self, name: &str) -> Result<watch::Receiver<Arc<RouteSnapshot>>, RouteError> {
+        let inner = self.lock();
+        inner
+            .routes
+            .get(name)
+            .map(|e| e.tx.subscribe())
+            .ok_or_else(|| RouteError::RouteNotFound(name.into()))
+    }
+
+    pub fn metrics(&self) -> Vec<(String, Arc<RouteMetrics>)> {
+        let inner = self.lock();
+        inner
+            .routes
+            .iter()
+            .map(|(n, e)| (n.clone(), e.metrics.clone()))
+            .collect()
+    }
+
+    pub fn add_fault(&self, route: &str, fault: Fault) -> Result<FaultView, RouteError> {
+        validate_name("name", &fault.name)?;
+        let mut inner = self.lock();
+        let key = inner.next_key;
+        let entry = inner
+            .routes
+            .get_mut(route)
+            .ok_or_else(|| RouteError::RouteNotFound(route.into()))?;
+        if entry.faults.iter().any(|f| f.fault.name == fault.name) {
+            return Err(RouteError::FaultExists {
+                route: route.into(),
+                fault: fault.name,
+            });
+        }
+        tracing::info!(route, fault = %fault.name, kind = fault.kind.tag().name(), "fault added");
+        entry.faults.push(ActiveFault {
+            key,
+            since: Instant::now(),
+            fault: fault.clone(),
+        });
+        let pending = self.publish(entry);
+        inner.next_key += 1;
+        inner.relisten_pending |= pending;
+        drop(inner);
+        self.changed.notify_one();
+        Ok(FaultView {
+            route: route.into(),
+            fault,
+        })
+    }
+
+    /// Replace a fault's definition, keeping its identity (and so each connection's decision).
+    /// `edit` gets the current fault and returns the new one, or an error that changes nothing.
+    pub fn update_fault(
+        &self,
+        route: &str,
+        name: &str,
+        edit: impl FnOnce(&Fault) -> Result<Fault, RouteError>,
+    ) -> Result<FaultView, RouteError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .routes
+            .get_mut(route)
+            .ok_or_else(|| RouteError::RouteNotFound(route.into()))?;
+        let slot = entry
+            .faults
+            .iter_mut()
+            .find(|f| f.fault.name == name)
+            .ok_or_else(|| RouteError::FaultNotFound {
+                route: route.into(),
+                fault: name.into(),
+            })?;
+        let mut updated = edit(&slot.fault)?;
+        updated.name = slot.fault.name.clone();
+        slot.fault = updated.clone();
+        let pending = self.publish(entry);
+        inner.relisten_pending |= pending;
+        drop(inner);
+        self.changed.notify_one();
+        Ok(FaultView {
+            route: route.into(),
+            fault: updated,
+        })
+    }
+
+    pub fn remove_fault(&self, route: &str, name: &str) -> Result<(), RouteError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .routes
+            .get_mut(route)
+            .ok_or_else(|| RouteError::RouteNotFound(route.into()))?;
+        let before = entry.faults.len();
+        entry.faults.retain(|f| f.fault.name != name);
+        if entry.faults.len() == before {
+            return Err(RouteError::FaultNotFound {
+                route: route.into(),
+                fault: name.into(),
+            });
+        }
+        tracing::info!(route, fault = name, "fault removed");
+        let pending = self.publish(entry);
+        inner.relisten_pending |= pending;
+        Ok(())
+    }
+
+    pub fn get_fault(&self, route: &str, name: &str) -> Result<FaultView, RouteError> {
+        let inner = self.lock();
+        let entry = inner
+            .routes
+            .get(route)
+            .ok_or_else(|| RouteError::RouteNotFound(route.into()))?;
+        entry
+            .faults
+            .iter()
+            .find(|f| f.fault.name == name)
+            .map(|f| FaultView {
+                route: route.into(),
+                fault: f.fault.clone(),
+            })
+            .ok_or_else(|| RouteError::FaultNotFound {
+                route: route.into(),
+                fault: name.into(),
+            })
+    }
+
+    /// Toxiproxy's `POST /reset`: enable every route and remove every admin-issued fault.
+    pub fn reset(&self) -> Result<(), RouteError> {
+        let mut inner = self.lock();
+        let mut pending = false;
+        let mut first_err = None;
+        for entry in inner.routes.values_mut() {
+            entry.faults.retain(|f| f.fault.origin != Origin::Admin);
+            if !entry.enabled {
+                entry.enabled = true;
+            }
+            pending |= self.publish(entry);
+            if entry.wants_listener() && entry.accept.is_none() && first_err.is_none() {
+                first_err = Some(RouteError::Bind {
+                    addr: entry.listen.to_string(),
+                    source: std::io::Error::other("could not listen again"),
+                });
+            }
+        }
+        inner.relisten_pending |= pending;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Removes faults whose expiry has passed and retries listeners that could not re-bind.
+    /// Returns the next expiry instant, if any fault has one.
+    pub(crate) fn expire(&self, now: Instant) -> (Option<Instant>, bool) {
+        let mut inner = self.lock();
+        let mut next: Option<Instant> = None;
+        let retry = std::mem::take(&mut inner.relisten_pending);
+        let mut pending = false;
+        for entry in inner.routes.values_mut() {
+            let before = entry.faults.len();
+            entry.faults.retain(|f| {
+                let expired = f.fault.is_expired(now);
+                if expired {
+                    tracing::info!(route = %entry.name, fault = %f.fault.name, "fault expired");
+                }
+                !expired
+            });
+            if entry.faults.len() != before
+                || (retry && entry.wants_listener() && entry.accept.is_none())
+            {
+                pending |= self.publish(entry);
+            }
+            for f in &entry.faults {
+                if let Some(at) = f.fault.expires_at {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        inner.relisten_pending = pending;
+        (next, pending)
+    }
+
+    /// Publishes the entry's current state and opens or closes its listener to match.
+    /// Returns true if the listener should be open but could not be bound.
+    fn publish(&self, entry: &mut Entry) -> bool {
+        let state = if entry.enabled {
+            RouteState::Serving
+        } else {
+            RouteState::Disabled
+        };
+        entry.tx.send_replace(Arc::new(RouteSnapshot {
+            name: entry.name.clone(),
+            upstream: entry.upstream.clone(),
+            state,
+            faults: entry.faults.clone().into_boxed_slice(),
+            metrics: entry.metrics.clone(),
+        }));
+        match (entry.wants_listener(), entry.accept.is_some()) {
+            (true, false) => match tcp::bind(&entry.listen.to_string()) {
+                Ok(l) => {
+                    entry.accept = Some(self.plane.serve(l, entry.tx.subscribe()));
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(route = %entry.name, listen = %entry.listen, error = %e, "cannot listen again; will retry");
+                    true
+                }
+            },
+            (false, true) => {
+                if let Some(a) = entry.accept.take() {
+                    a.cancel();
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Entry {
+    fn wants_listener(&self) -> bool {
+        self.wants_listener_with(self.enabled)
+    }
+
+    /// The listener is open while the route is enabled and no `down` fault with toxicity 1 is on.
+    fn wants_listener_with(&self, enabled: bool) -> bool {
+        enabled
+            && !self.faults.iter().any(|f| {
+                matches!(f.fault.kind, FaultKind::Down(_)) && f.fault.toxicity.get() >= 1.0
+            })
+    }
+
+    fn view(&self) -> RouteView {
+        RouteView {
+            name: self.name.to_string(),
+            listen: self.listen,
+            upstream: self.upstream.clone(),
+            enabled: self.enabled,
+            faults: self
+                .faults
+                .iter()
+                .map(|f| FaultView {
+                    route: self.name.to_string(),
+                    fault: f.fault.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn validate_name(field: &'static str, name: &str) -> Result<(), RouteError> {
+    if name.is_empty() {
+        return Err(RouteError::Invalid {
+            field,
+            message: "missing required field".into(),
+        });
+    }
+    if name.len() > 253 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(RouteError::Invalid {
+            field,
+            message: format!(
+                "{name:?} is not a valid name (no '/', no control characters, at most 253 bytes)"
+            ),
+        });
+    }
+    Ok(())
+}
