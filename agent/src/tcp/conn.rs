@@ -51,7 +51,7 @@ pub async fn handle(
     };
     let mut counted = [Vec::new(), Vec::new()];
 
-    if let Err(cut) = admit(&mut rx, &ctx, &mut counted[0], &client).await {
+    if let Err(cut) = admit(&mut rx, &ctx, &mut counted, &client).await {
         return finish(client, None, cut);
     }
     let upstream_addr = match snap.upstream.resolve().await {
@@ -60,7 +60,7 @@ pub async fn handle(
     };
     ctx.upstream = Some(upstream_addr);
     // Again, now that partitions by upstream address can be told.
-    if let Err(cut) = admit(&mut rx, &ctx, &mut counted[0], &client).await {
+    if let Err(cut) = admit(&mut rx, &ctx, &mut counted, &client).await {
         return finish(client, None, cut);
     }
     let mut upstream =
@@ -94,21 +94,32 @@ pub async fn handle(
 async fn admit(
     rx: &mut Snapshots,
     ctx: &ConnCtx,
-    seen: &mut Vec<u64>,
+    seen: &mut [Vec<u64>; 2],
     client: &TcpStream,
 ) -> Result<(), Cut> {
     let mut client_has_data = false;
     loop {
-        let plan = {
+        let (up, down) = {
             let snap = rx.borrow_and_update();
-            let plan = plan::build(&snap, Flow::Upstream, ctx);
-            plan.count(seen, &snap.metrics);
-            plan
+            let up = plan::build(&snap, Flow::Upstream, ctx);
+            let down = plan::build(&snap, Flow::Downstream, ctx);
+            up.count(&mut seen[0], &snap.metrics);
+            down.count(&mut seen[1], &snap.metrics);
+            (up, down)
         };
-        if plan.cut.is_some() {
+        if up.cut.is_some() || down.cut.is_some() {
             return Err(Cut::Reset);
         }
-        if !plan.hold {
+        // A timer that has already run out (reset_peer with timeout 0) acts before any byte moves.
+        let now = Instant::now();
+        for plan in [&up, &down] {
+            if let Some((at, cut)) = plan.deadline() {
+                if at <= now {
+                    return Err(cut);
+                }
+            }
+        }
+        if !up.hold {
             return Ok(());
         }
         let mut probe = [0u8; 1];

@@ -159,6 +159,12 @@ async fn read_side(
             }
         }
         let deadline = plan.deadline();
+        // A timer already run out acts now, not at the timer wheel's next tick.
+        if let Some((at, cut)) = deadline {
+            if at <= Instant::now() {
+                return Some(FlowEnd::Cut(cut));
+            }
+        }
         let forwarding = !plan.hold && !plan.drop_data;
         let permit = if forwarding {
             tokio::select! {
