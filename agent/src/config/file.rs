@@ -123,3 +123,21 @@ mod tests {
         assert!(e.to_string().contains("toxicity"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+
+    #[test]
+    fn the_shipped_examples_parse() {
+        let p = parse(include_str!("../../../examples/agent.yaml"), Path::new("agent.yaml")).unwrap();
+        assert_eq!(p.routes.len(), 2);
+        assert_eq!(p.faults.len(), 1);
+        let p = parse(
+            include_str!("../../../examples/toxiproxy-config.json"),
+            Path::new("toxiproxy-config.json"),
+        )
+        .unwrap();
+        assert_eq!(p.routes.len(), 2);
+    }
+}

@@ -99,6 +99,9 @@ async fn admit(
 ) -> Result<(), Cut> {
     let mut client_has_data = false;
     loop {
+        if rx.borrow_and_update().is_clean() {
+            return Ok(());
+        }
         let (up, down) = {
             let snap = rx.borrow_and_update();
             let up = plan::build(&snap, Flow::Upstream, ctx);

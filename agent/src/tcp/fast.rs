@@ -2,7 +2,7 @@
 //!
 //! [`FastCopy`] keeps its buffer and position in itself rather than in a future, so the copy can
 //! be interrupted at any await point (a new snapshot arrived) and resumed or handed over to the
-//! faulted path without losing a byte. The buffer starts small (16 KiB, so thousands of idle
+//! faulted path without losing a byte. The buffer starts small (4 KiB, so thousands of idle
 //! keep-alive connections stay cheap) and doubles up to 256 KiB while reads keep filling it (a
 //! bulk stream then moves in few, large system calls).
 
@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::fault::Flow;
 use crate::metrics::RouteMetrics;
 
-const INITIAL: usize = 16 * 1024;
+const INITIAL: usize = 4 * 1024;
 const MAX: usize = 256 * 1024;
 
 pub struct FastCopy {
