@@ -66,6 +66,7 @@ impl Agent {
         for (route, fault) in &config.faults {
             table
                 .add_fault(route, fault.clone())
+                .await
                 .map_err(|source| StartError::Route {
                     route: route.clone(),
                     source,

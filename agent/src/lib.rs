@@ -10,6 +10,7 @@
 //! - [`fault`]: the fault model, one module per fault kind.
 //! - [`route`]: the route table (control side) and the snapshots connections read.
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
+//! - [`http`]: the HTTP/gRPC data plane: per-request matching and faults over hyper.
 //! - [`admin`]: the admin HTTP API: Toxiproxy's `/proxies` surface, `/metrics`, `/ready`.
 //! - [`metrics`]: per-route atomic counters and their Prometheus rendering.
 //! - [`app`]: composes the above: [`app::run`] starts an agent and drains it on shutdown.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod fault;
+pub mod http;
 pub mod metrics;
 pub mod route;
 pub mod tcp;

@@ -36,7 +36,9 @@ impl Proc {
     }
 
     fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
     }
 
     async fn listen_addr(&self, route: &str) -> SocketAddr {
@@ -49,7 +51,14 @@ impl Proc {
 /// address from it.
 fn start(args: &[&str]) -> Proc {
     let mut child = Command::new(AGENT)
-        .args(["--admin", "127.0.0.1:0", "--log-format", "json", "--drain-grace", "5s"])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--drain-grace",
+            "5s",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -87,13 +96,28 @@ async fn echo_server() -> SocketAddr {
 fn bad_configuration_exits_64_naming_the_setting() {
     let cases: &[(&[&str], &str)] = &[
         (&["--route", "nope"], "--route"),
-        (&["--listen", "127.0.0.1:0", "--upstream", "nowhere"], "--upstream"),
-        (&["--route", "a=127.0.0.1:0=127.0.0.1:1", "--route", "a=127.0.0.1:0=127.0.0.1:2"], "defined twice"),
+        (
+            &["--listen", "127.0.0.1:0", "--upstream", "nowhere"],
+            "--upstream",
+        ),
+        (
+            &[
+                "--route",
+                "a=127.0.0.1:0=127.0.0.1:1",
+                "--route",
+                "a=127.0.0.1:0=127.0.0.1:2",
+            ],
+            "defined twice",
+        ),
         (&["--config", "/nonexistent/faultline.yaml"], "--config"),
         (&["--threads", "0"], "--threads"),
     ];
     for (args, needle) in cases {
-        let out = Command::new(AGENT).args(*args).args(["--admin", "127.0.0.1:0"]).output().unwrap();
+        let out = Command::new(AGENT)
+            .args(*args)
+            .args(["--admin", "127.0.0.1:0"])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
@@ -105,12 +129,22 @@ fn a_listen_port_already_taken_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap();
     let out = Command::new(AGENT)
-        .args(["--admin", "127.0.0.1:0", "--listen", &port.to_string(), "--upstream", "127.0.0.1:9"])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--listen",
+            &port.to_string(),
+            "--upstream",
+            "127.0.0.1:9",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("listen") && stderr.contains(&port.to_string()), "{stderr}");
+    assert!(
+        stderr.contains("listen") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,10 +195,22 @@ async fn ten_thousand_faulted_connections_leak_no_file_descriptors() {
     let tmo = agent.listen_addr("tmo").await;
     let baseline = agent.open_fds();
     for (route, body) in [
-        ("rst", json!({"type": "reset_peer", "attributes": {"timeout": 0}})),
-        ("tmo", json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 1}})),
+        (
+            "rst",
+            json!({"type": "reset_peer", "attributes": {"timeout": 0}}),
+        ),
+        (
+            "tmo",
+            json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 1}}),
+        ),
     ] {
-        let r = http::request(agent.admin, "POST", &format!("/proxies/{route}/toxics"), Some(&body)).await;
+        let r = http::request(
+            agent.admin,
+            "POST",
+            &format!("/proxies/{route}/toxics"),
+            Some(&body),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let started = Instant::now();
@@ -185,7 +231,9 @@ async fn ten_thousand_faulted_connections_leak_no_file_descriptors() {
         r.unwrap();
     }
     assert!(started.elapsed() < Duration::from_secs(120));
-    let metrics = http::request(agent.admin, "GET", "/metrics", None).await.body;
+    let metrics = http::request(agent.admin, "GET", "/metrics", None)
+        .await
+        .body;
     let total: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("faultline_route_connections_total"))
@@ -198,7 +246,10 @@ async fn ten_thousand_faulted_connections_leak_no_file_descriptors() {
         if now <= baseline {
             break;
         }
-        assert!(Instant::now() < deadline, "{now} descriptors open, {baseline} before the churn");
+        assert!(
+            Instant::now() < deadline,
+            "{now} descriptors open, {baseline} before the churn"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

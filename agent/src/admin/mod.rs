@@ -2,14 +2,19 @@
 //!
 //! - [`router`]: dispatches requests to handlers (Toxiproxy's `/proxies` surface, `/populate`,
 //!   `/reset`, `/version`, and faultline's `/metrics` and `/ready`).
+//! - [`native`]: faultline's own endpoints under `/faultline/v1` (routes with a protocol,
+//!   HTTP rules with their counters, route SLIs).
 //! - [`toxiproxy`]: Toxiproxy's JSON shapes and their conversion into domain types.
+//! - [`rules`]: HTTP and gRPC faults in JSON (attributes, `match`, cohorts, native rules).
 //! - [`error`]: the error body every handler returns on failure.
 //!
 //! Requests from browsers (a `Mozilla/` user agent) are refused, as Toxiproxy does, so a web
 //! page cannot drive the agent through the user's loopback.
 
 pub mod error;
+pub mod native;
 pub mod router;
+pub mod rules;
 pub mod toxiproxy;
 
 use std::sync::Arc;

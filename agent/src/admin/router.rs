@@ -54,8 +54,27 @@ async fn route(
             text_response(StatusCode::OK, "ready\n")
         }),
         (&Method::GET, ["metrics"]) => {
-            let routes = table.metrics();
-            let text = crate::metrics::render(routes.iter().map(|(n, m)| (n.as_str(), &**m)));
+            // Two reads of the table: a route added or removed between them shows without faults.
+            let metrics = table.metrics();
+            let routes = table.list();
+            let views: Vec<crate::metrics::RouteMetricsView<'_>> = metrics
+                .iter()
+                .map(|(name, m)| crate::metrics::RouteMetricsView {
+                    route: name,
+                    metrics: m,
+                    faults: routes
+                        .iter()
+                        .find(|r| r.name == *name)
+                        .map(|r| {
+                            r.faults
+                                .iter()
+                                .map(|f| (f.fault.name.as_str(), &*f.counters))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect();
+            let text = crate::metrics::render(&views);
             let mut r = text_response(StatusCode::OK, &text);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -63,8 +82,9 @@ async fn route(
             );
             Ok(r)
         }
+        (_, ["faultline", "v1", rest @ ..]) => super::native::route(req, table, rest).await,
         (&Method::POST, ["reset"]) => {
-            table.reset()?;
+            table.reset().await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
         (&Method::GET, ["proxies"]) => {
@@ -93,11 +113,11 @@ async fn route(
         (_, ["proxies", name]) if is_update => {
             table.get(name)?;
             let update = body::<ProxyInput>(req).await?.into_update()?;
-            let view = table.update(name, update)?;
+            let view = table.update(name, update).await?;
             Ok(json_response(StatusCode::OK, &ProxyJson::from(&view)))
         }
         (&Method::DELETE, ["proxies", name]) => {
-            table.remove(name)?;
+            table.remove(name).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
         (&Method::GET, ["proxies", name, "toxics"]) => {
@@ -112,7 +132,7 @@ async fn route(
         (&Method::POST, ["proxies", name, "toxics"]) => {
             table.get(name)?;
             let fault = body::<ToxicInput>(req).await?.into_fault()?;
-            let view = table.add_fault(name, fault)?;
+            let view = table.add_fault(name, fault).await?;
             Ok(json_response(StatusCode::OK, &ToxicJson::from(&view)))
         }
         (&Method::GET, ["proxies", name, "toxics", toxic]) => Ok(json_response(
@@ -123,15 +143,17 @@ async fn route(
             table.get_fault(name, toxic)?;
             let update = body::<ToxicUpdate>(req).await?;
             let mut api_err = None;
-            let result = table.update_fault(name, toxic, |current| {
-                update.apply(current).map_err(|e| {
-                    api_err = Some(e.clone());
-                    crate::route::RouteError::Invalid {
-                        field: "attributes",
-                        message: e.message,
-                    }
+            let result = table
+                .update_fault(name, toxic, |current| {
+                    update.apply(current).map_err(|e| {
+                        api_err = Some(e.clone());
+                        crate::route::RouteError::Invalid {
+                            field: "attributes",
+                            message: e.message,
+                        }
+                    })
                 })
-            });
+                .await;
             match (result, api_err) {
                 (Ok(view), _) => Ok(json_response(StatusCode::OK, &ToxicJson::from(&view))),
                 (Err(_), Some(e)) => Err(e),
@@ -139,7 +161,7 @@ async fn route(
             }
         }
         (&Method::DELETE, ["proxies", name, "toxics", toxic]) => {
-            table.remove_fault(name, toxic)?;
+            table.remove_fault(name, toxic).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
         _ => Err(ApiError::new(
@@ -179,7 +201,7 @@ async fn populate(req: Request<Incoming>, table: &RouteTable) -> Result<Resp, Ap
                 out.push(ProxyJson::from(&existing));
                 continue;
             }
-            table.remove(&spec.name)?;
+            table.remove(&spec.name).await?;
         }
         let name = spec.name.clone();
         match table.create(spec) {
@@ -189,7 +211,7 @@ async fn populate(req: Request<Incoming>, table: &RouteTable) -> Result<Resp, Ap
             }
             Err(e) => {
                 for n in &created {
-                    let _ = table.remove(n);
+                    let _ = table.remove(n).await;
                 }
                 return Err(e.into());
             }
@@ -201,7 +223,7 @@ async fn populate(req: Request<Incoming>, table: &RouteTable) -> Result<Resp, Ap
     ))
 }
 
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub(super) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     let bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -219,7 +241,7 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError
     })
 }
 
-fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Resp {
+pub(super) fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     Response::builder()
         .status(status)
@@ -236,7 +258,7 @@ fn text_response(status: StatusCode, text: &str) -> Resp {
         .unwrap_or_default()
 }
 
-fn empty(status: StatusCode) -> Resp {
+pub(super) fn empty(status: StatusCode) -> Resp {
     Response::builder()
         .status(status)
         .body(Full::new(Bytes::new()))

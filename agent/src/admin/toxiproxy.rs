@@ -19,7 +19,7 @@ use crate::fault::{
     Bandwidth, Direction, Down, Fault, FaultKind, KindTag, Latency, LimitData, Origin, Partition,
     Probability, ResetPeer, Slicer, SlowClose, Timeout, parse_duration,
 };
-use crate::route::{FaultView, RouteSpec, RouteUpdate, RouteView, Upstream};
+use crate::route::{FaultView, HttpOptions, Protocol, RouteSpec, RouteUpdate, RouteView, Upstream};
 
 /// The Toxiproxy API version this surface is compatible with.
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
@@ -33,6 +33,11 @@ pub struct ProxyJson {
     pub upstream: String,
     pub enabled: bool,
     pub toxics: Vec<ToxicJson>,
+    /// faultline: `tcp`, `http` or `grpc`.
+    pub protocol: &'static str,
+    /// faultline: HTTP options (http and grpc routes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_faults: Option<bool>,
 }
 
 impl From<&RouteView> for ProxyJson {
@@ -43,6 +48,8 @@ impl From<&RouteView> for ProxyJson {
             upstream: r.upstream.to_string(),
             enabled: r.enabled,
             toxics: r.faults.iter().map(ToxicJson::from).collect(),
+            protocol: r.protocol.as_str(),
+            header_faults: r.protocol.is_http().then_some(r.http.header_faults),
         }
     }
 }
@@ -59,6 +66,18 @@ pub struct ProxyInput {
     pub upstream: Option<String>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// faultline: `tcp` (default), `http` or `grpc`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// faultline: honour `x-faultline-*` request headers (http and grpc routes).
+    #[serde(default)]
+    pub header_faults: Option<bool>,
+    /// faultline: cap on header-triggered faults in progress at once.
+    #[serde(default)]
+    pub max_header_faults: Option<u32>,
+    /// faultline: add `x-faultline-fault: NAME` to responses a fault acted on.
+    #[serde(default)]
+    pub fault_header: Option<bool>,
 }
 
 impl ProxyInput {
@@ -78,11 +97,42 @@ impl ProxyInput {
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| "127.0.0.1:0".to_string());
         check_listen(&listen)?;
+        let protocol = match self.protocol.as_deref() {
+            None | Some("") => Protocol::Tcp,
+            Some(p) => p
+                .parse::<Protocol>()
+                .map_err(|e| ApiError::bad_request("protocol", e))?,
+        };
+        let mut http = HttpOptions::default();
+        if self.header_faults.is_some()
+            || self.max_header_faults.is_some()
+            || self.fault_header.is_some()
+        {
+            if !protocol.is_http() {
+                return Err(ApiError::bad_request(
+                    "header_faults",
+                    "HTTP options need protocol http or grpc",
+                ));
+            }
+            http.header_faults = self.header_faults.unwrap_or(false);
+            http.fault_header = self.fault_header.unwrap_or(false);
+            if let Some(n) = self.max_header_faults {
+                if n == 0 {
+                    return Err(ApiError::bad_request(
+                        "max_header_faults",
+                        "must be at least 1",
+                    ));
+                }
+                http.max_header_faults = n;
+            }
+        }
         Ok(RouteSpec {
             name,
             listen,
             upstream,
             enabled: self.enabled.unwrap_or(true),
+            protocol,
+            http,
         })
     }
 
@@ -134,6 +184,10 @@ pub struct ToxicJson {
     pub expires_at: Option<String>,
     /// faultline: who issued the fault (`admin` or `controller`).
     pub origin: &'static str,
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<Value>,
 }
 
 impl From<&FaultView> for ToxicJson {
@@ -153,6 +207,8 @@ impl From<&FaultView> for ToxicJson {
                 Origin::Admin => "admin",
                 Origin::Controller { .. } => "controller",
             },
+            matcher: f.matcher.as_deref().map(super::rules::match_json),
+            cohort: f.cohort.as_ref().map(super::rules::cohort_json),
         }
     }
 }
@@ -176,6 +232,15 @@ pub struct ToxicInput {
     /// faultline: remove the fault at this RFC 3339 instant.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// faultline: which requests a request-level fault applies to.
+    #[serde(rename = "match", default)]
+    pub matcher: Option<Value>,
+    /// faultline: a sticky cohort for a request-level fault.
+    #[serde(default)]
+    pub cohort: Option<Value>,
+    /// faultline: the probability as a percentage (0..100), instead of `toxicity`.
+    #[serde(default)]
+    pub percentage: Option<Value>,
 }
 
 impl ToxicInput {
@@ -203,18 +268,31 @@ impl ToxicInput {
             .name
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("{kind_name}_{stream}"));
-        let toxicity = parse_toxicity(self.toxicity.as_ref())?.unwrap_or(Probability::ALWAYS);
+        let toxicity = match (&self.toxicity, &self.percentage) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "percentage",
+                    "give toxicity (0..1) or percentage (0..100), not both",
+                ));
+            }
+            (_, Some(p)) => super::rules::percentage(p)?,
+            (t, None) => parse_toxicity(t.as_ref())?.unwrap_or(Probability::ALWAYS),
+        };
         let attrs = as_object(self.attributes.as_ref())?;
         let kind = parse_kind(tag, &attrs)?;
         let expires_at = parse_expiry(self.expires_in.as_ref(), self.expires_at.as_deref())?;
-        Ok(Fault {
+        let mut fault = Fault {
             name,
             kind,
             direction,
             toxicity,
             expires_at,
             origin: Origin::Admin,
-        })
+            matcher: None,
+            cohort: None,
+        };
+        super::rules::apply_selection(&mut fault, self.matcher.as_ref(), self.cohort.as_ref())?;
+        Ok(fault)
     }
 }
 
@@ -391,6 +469,9 @@ fn ms(v: u64) -> Duration {
 }
 
 fn parse_kind(tag: KindTag, map: &Map<String, Value>) -> Result<FaultKind, ApiError> {
+    if tag.is_request_level() {
+        return super::rules::parse_http_kind(tag, map);
+    }
     let a = Attrs { map, tag };
     Ok(match tag {
         KindTag::Latency => {
@@ -463,6 +544,12 @@ fn parse_kind(tag: KindTag, map: &Map<String, Value>) -> Result<FaultKind, ApiEr
             a.check_known(&[])?;
             FaultKind::Down(Down)
         }
+        KindTag::HttpAbort
+        | KindTag::HttpDelay
+        | KindTag::HttpThrottle
+        | KindTag::HttpReset
+        | KindTag::GrpcAbort
+        | KindTag::GrpcStream => unreachable!("request-level kinds are parsed in admin::rules"),
         KindTag::Partition => {
             a.check_known(&["cidrs", "peer", "action"])?;
             let cidrs = match map.get("cidrs") {
@@ -538,6 +625,12 @@ pub fn attributes_of(kind: &FaultKind) -> Value {
         FaultKind::ResetPeer(r) => json!({ "timeout": ms(r.timeout) }),
         FaultKind::LimitData(l) => json!({ "bytes": l.bytes }),
         FaultKind::Down(_) => json!({}),
+        FaultKind::HttpAbort(_)
+        | FaultKind::HttpDelay(_)
+        | FaultKind::HttpThrottle(_)
+        | FaultKind::HttpReset(_)
+        | FaultKind::GrpcAbort(_)
+        | FaultKind::GrpcStream(_) => super::rules::http_attributes_of(kind),
         FaultKind::Partition(p) => json!({
             "cidrs": p.cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "peer": match p.peer { PartitionPeer::Client => "client", PartitionPeer::Upstream => "upstream" },

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::{ConfigError, LogFormat};
-use crate::route::{RouteSpec, Upstream};
+use crate::route::{HttpOptions, Protocol, RouteSpec, Upstream};
 
 /// faultline-agent: a fault-injecting proxy that runs beside a service.
 ///
@@ -44,13 +44,27 @@ pub struct Args {
     )]
     pub name: String,
 
-    /// A route, as NAME=LISTEN=UPSTREAM (repeat the flag, or separate with commas in the
+    /// Protocol of the single route: tcp, http (HTTP/1.1 and h2c) or grpc.
+    #[arg(
+        long,
+        env = "FAULTLINE_PROTOCOL",
+        default_value = "tcp",
+        value_name = "PROTOCOL"
+    )]
+    pub protocol: String,
+
+    /// Honour x-faultline-abort / -delay / -grpc-status request headers on the single route
+    /// (http and grpc only).
+    #[arg(long, env = "FAULTLINE_HEADER_FAULTS")]
+    pub header_faults: bool,
+
+    /// A route, as NAME=LISTEN=UPSTREAM[=PROTOCOL] (repeat the flag, or separate with commas in the
     /// environment variable).
     #[arg(
         long = "route",
         env = "FAULTLINE_ROUTES",
         value_delimiter = ',',
-        value_name = "NAME=LISTEN=UPSTREAM"
+        value_name = "NAME=LISTEN=UPSTREAM[=PROTOCOL]"
     )]
     pub route: Vec<String>,
 
@@ -98,21 +112,45 @@ impl Args {
     /// The routes given on the command line (short form first).
     pub fn routes(&self) -> Result<Vec<RouteSpec>, ConfigError> {
         let mut out = Vec::new();
+        let protocol: Protocol = self
+            .protocol
+            .parse()
+            .map_err(|e| ConfigError::new("--protocol", e))?;
+        if self.header_faults && !protocol.is_http() {
+            return Err(ConfigError::new(
+                "--header-faults",
+                "needs --protocol http or grpc",
+            ));
+        }
         if let (Some(listen), Some(upstream)) = (&self.listen, &self.upstream) {
             out.push(RouteSpec {
                 name: self.name.clone(),
                 listen: check_listen("--listen", listen)?,
                 upstream: parse_upstream("--upstream", upstream)?,
                 enabled: true,
+                protocol,
+                http: HttpOptions {
+                    header_faults: self.header_faults,
+                    ..HttpOptions::default()
+                },
             });
         }
         for r in &self.route {
-            let parts: Vec<&str> = r.splitn(3, '=').collect();
-            let [name, listen, upstream] = parts.as_slice() else {
-                return Err(ConfigError::new(
-                    "--route",
-                    format!("{r:?} is not NAME=LISTEN=UPSTREAM"),
-                ));
+            let parts: Vec<&str> = r.splitn(4, '=').collect();
+            let (name, listen, upstream, protocol) = match parts.as_slice() {
+                [n, l, u] => (*n, *l, *u, Protocol::Tcp),
+                [n, l, u, p] => (
+                    *n,
+                    *l,
+                    *u,
+                    p.parse().map_err(|e| ConfigError::new("--route", e))?,
+                ),
+                _ => {
+                    return Err(ConfigError::new(
+                        "--route",
+                        format!("{r:?} is not NAME=LISTEN=UPSTREAM[=PROTOCOL]"),
+                    ));
+                }
             };
             if name.is_empty() {
                 return Err(ConfigError::new(
@@ -125,6 +163,8 @@ impl Args {
                 listen: check_listen("--route", listen)?,
                 upstream: parse_upstream("--route", upstream)?,
                 enabled: true,
+                protocol,
+                http: HttpOptions::default(),
             });
         }
         Ok(out)

@@ -20,7 +20,7 @@ use super::ConfigError;
 use super::args::check_listen;
 use crate::admin::toxiproxy::ToxicInput;
 use crate::fault::Fault;
-use crate::route::RouteSpec;
+use crate::route::{HttpOptions, Protocol, RouteSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,10 @@ struct FileRoute {
     enabled: bool,
     #[serde(default)]
     faults: Vec<serde_json::Value>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    header_faults: bool,
 }
 
 fn yes() -> bool {
@@ -74,6 +78,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             .parse()
             .map_err(|e| ConfigError::new(at("upstream"), e))?;
         let listen = check_listen(&at("listen"), &r.listen)?;
+        let protocol: Protocol = match &r.protocol {
+            None => Protocol::Tcp,
+            Some(p) => p.parse().map_err(|e| ConfigError::new(at("protocol"), e))?,
+        };
+        if r.header_faults && !protocol.is_http() {
+            return Err(ConfigError::new(
+                at("header_faults"),
+                "needs protocol http or grpc",
+            ));
+        }
         for (j, f) in r.faults.into_iter().enumerate() {
             let input: ToxicInput = serde_json::from_value(f)
                 .map_err(|e| ConfigError::new(at(&format!("faults[{j}]")), e))?;
@@ -87,6 +101,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             listen,
             upstream,
             enabled: r.enabled,
+            protocol,
+            http: HttpOptions {
+                header_faults: r.header_faults,
+                ..HttpOptions::default()
+            },
         });
     }
     Ok(out)
@@ -130,7 +149,11 @@ mod examples {
 
     #[test]
     fn the_shipped_examples_parse() {
-        let p = parse(include_str!("../../../examples/agent.yaml"), Path::new("agent.yaml")).unwrap();
+        let p = parse(
+            include_str!("../../../examples/agent.yaml"),
+            Path::new("agent.yaml"),
+        )
+        .unwrap();
         assert_eq!(p.routes.len(), 2);
         assert_eq!(p.faults.len(), 1);
         let p = parse(

@@ -7,6 +7,7 @@
 
 pub mod bandwidth;
 pub mod down;
+pub mod http;
 pub mod latency;
 pub mod limit_data;
 pub mod partition;
@@ -103,6 +104,12 @@ pub enum FaultKind {
     LimitData(LimitData),
     Down(Down),
     Partition(Partition),
+    HttpAbort(http::Abort),
+    HttpDelay(http::Delay),
+    HttpThrottle(http::Throttle),
+    HttpReset(http::HttpReset),
+    GrpcAbort(http::GrpcAbort),
+    GrpcStream(http::GrpcStream),
 }
 
 /// The kinds, as a fieldless enum, for counters and names.
@@ -117,10 +124,16 @@ pub enum KindTag {
     LimitData,
     Down,
     Partition,
+    HttpAbort,
+    HttpDelay,
+    HttpThrottle,
+    HttpReset,
+    GrpcAbort,
+    GrpcStream,
 }
 
 impl KindTag {
-    pub const ALL: [KindTag; 9] = [
+    pub const ALL: [KindTag; 15] = [
         KindTag::Latency,
         KindTag::Bandwidth,
         KindTag::Slicer,
@@ -130,7 +143,34 @@ impl KindTag {
         KindTag::LimitData,
         KindTag::Down,
         KindTag::Partition,
+        KindTag::HttpAbort,
+        KindTag::HttpDelay,
+        KindTag::HttpThrottle,
+        KindTag::HttpReset,
+        KindTag::GrpcAbort,
+        KindTag::GrpcStream,
     ];
+
+    /// Faults that act on requests (HTTP and gRPC routes) rather than on bytes.
+    pub fn is_request_level(self) -> bool {
+        matches!(
+            self,
+            KindTag::HttpAbort
+                | KindTag::HttpDelay
+                | KindTag::HttpThrottle
+                | KindTag::HttpReset
+                | KindTag::GrpcAbort
+                | KindTag::GrpcStream
+        )
+    }
+
+    /// Faults that act on a whole connection at admission, whatever the route's protocol.
+    pub fn is_connection_level(self) -> bool {
+        matches!(
+            self,
+            KindTag::Down | KindTag::Partition | KindTag::ResetPeer
+        )
+    }
 
     /// The name used on every API (Toxiproxy's toxic type names, plus faultline's own).
     pub fn name(self) -> &'static str {
@@ -144,6 +184,12 @@ impl KindTag {
             KindTag::LimitData => "limit_data",
             KindTag::Down => "down",
             KindTag::Partition => "partition",
+            KindTag::HttpAbort => "http_abort",
+            KindTag::HttpDelay => "http_delay",
+            KindTag::HttpThrottle => "http_throttle",
+            KindTag::HttpReset => "http_reset",
+            KindTag::GrpcAbort => "grpc_abort",
+            KindTag::GrpcStream => "grpc_stream",
         }
     }
 
@@ -164,6 +210,12 @@ impl FaultKind {
             FaultKind::LimitData(_) => KindTag::LimitData,
             FaultKind::Down(_) => KindTag::Down,
             FaultKind::Partition(_) => KindTag::Partition,
+            FaultKind::HttpAbort(_) => KindTag::HttpAbort,
+            FaultKind::HttpDelay(_) => KindTag::HttpDelay,
+            FaultKind::HttpThrottle(_) => KindTag::HttpThrottle,
+            FaultKind::HttpReset(_) => KindTag::HttpReset,
+            FaultKind::GrpcAbort(_) => KindTag::GrpcAbort,
+            FaultKind::GrpcStream(_) => KindTag::GrpcStream,
         }
     }
 }
@@ -201,8 +253,13 @@ pub struct Fault {
     pub name: String,
     pub kind: FaultKind,
     pub direction: Direction,
-    /// Chance that a given connection is affected (decided once per connection).
+    /// Chance that a given connection is affected (decided once per connection), or for
+    /// request-level faults a given request (decided per request, or per cohort key).
     pub toxicity: Probability,
+    /// Request-level faults: which requests are eligible (`None`: all).
+    pub matcher: Option<std::sync::Arc<http::RequestMatch>>,
+    /// Request-level faults: decide by a sticky key instead of per request.
+    pub cohort: Option<http::Cohort>,
     /// After this instant the fault removes itself.
     pub expires_at: Option<Instant>,
     pub origin: Origin,

@@ -14,7 +14,7 @@ const RELISTEN_RETRY: Duration = Duration::from_secs(1);
 
 pub async fn run(table: Arc<RouteTable>, shutdown: CancellationToken) {
     loop {
-        let (next, retry) = table.expire(Instant::now());
+        let (next, retry) = table.expire(Instant::now()).await;
         let wake = match (next, retry) {
             (Some(at), true) => Some(at.min(Instant::now() + RELISTEN_RETRY)),
             (Some(at), false) => Some(at),

@@ -6,14 +6,17 @@
 //!   channel. The data path never sees the table or its lock.
 //! - [`upstream`]: where a route forwards to.
 //! - [`expiry`]: the task that removes faults when their expiry passes.
+//! - [`protocol`]: what a route speaks (tcp, http, grpc) and its HTTP options.
 
 pub mod expiry;
+pub mod protocol;
 pub mod snapshot;
 pub mod table;
 pub mod upstream;
 
 pub use self::{
+    protocol::{HttpOptions, Protocol},
     snapshot::{ActiveFault, RouteSnapshot, RouteState},
-    table::{FaultView, RouteError, RouteSpec, RouteTable, RouteUpdate, RouteView},
+    table::{FaultView, RouteError, RouteFeed, RouteSpec, RouteTable, RouteUpdate, RouteView},
     upstream::Upstream,
 };

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::Upstream;
+use super::{HttpOptions, Protocol, Upstream};
 use crate::fault::Fault;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{FaultCounters, RouteMetrics};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteState {
@@ -31,12 +31,16 @@ pub struct ActiveFault {
     /// connection's start.
     pub since: Instant,
     pub fault: Fault,
+    /// Requests (or connections) this fault matched, acted on, and let pass.
+    pub counters: Arc<FaultCounters>,
 }
 
 #[derive(Debug)]
 pub struct RouteSnapshot {
     pub name: Arc<str>,
     pub upstream: Upstream,
+    pub protocol: Protocol,
+    pub http: HttpOptions,
     pub state: RouteState,
     pub faults: Box<[ActiveFault]>,
     pub metrics: Arc<RouteMetrics>,

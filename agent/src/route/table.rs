@@ -15,12 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::{ActiveFault, RouteSnapshot, RouteState, Upstream};
+use super::{ActiveFault, HttpOptions, Protocol, RouteSnapshot, RouteState, Upstream};
 use crate::fault::{Fault, FaultKind, Origin};
-use crate::metrics::RouteMetrics;
-use crate::tcp::{self, DataPlane};
+use crate::metrics::{FaultCounters, RouteMetrics};
+use crate::tcp::{self, Accepting, DataPlane};
 
 /// What is needed to create a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +29,22 @@ pub struct RouteSpec {
     pub listen: String,
     pub upstream: Upstream,
     pub enabled: bool,
+    pub protocol: Protocol,
+    pub http: HttpOptions,
+}
+
+impl RouteSpec {
+    /// A TCP route, enabled.
+    pub fn tcp(name: impl Into<String>, listen: impl Into<String>, upstream: Upstream) -> Self {
+        RouteSpec {
+            name: name.into(),
+            listen: listen.into(),
+            upstream,
+            enabled: true,
+            protocol: Protocol::Tcp,
+            http: HttpOptions::default(),
+        }
+    }
 }
 
 /// A partial change to a route; `None` keeps the current value.
@@ -48,6 +63,8 @@ pub struct RouteView {
     pub listen: SocketAddr,
     pub upstream: Upstream,
     pub enabled: bool,
+    pub protocol: Protocol,
+    pub http: HttpOptions,
     pub faults: Vec<FaultView>,
 }
 
@@ -56,6 +73,7 @@ pub struct RouteView {
 pub struct FaultView {
     pub route: String,
     pub fault: Fault,
+    pub counters: Arc<FaultCounters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +102,15 @@ pub enum RouteError {
 struct Entry {
     listen: SocketAddr,
     upstream: Upstream,
+    protocol: Protocol,
+    http: HttpOptions,
+    /// The current snapshot, for readers that load it per request (the HTTP data plane).
+    current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
     enabled: bool,
     faults: Vec<ActiveFault>,
     tx: watch::Sender<Arc<RouteSnapshot>>,
-    /// Present while the listener is open; cancelling it closes the listener.
-    accept: Option<CancellationToken>,
+    /// Present while the listener is open.
+    accept: Option<Accepting>,
     metrics: Arc<RouteMetrics>,
     name: Arc<str>,
 }
@@ -103,6 +125,11 @@ struct Inner {
 pub struct RouteTable {
     inner: Mutex<Inner>,
     plane: DataPlane,
+    /// Accept tasks told to stop whose sockets may still be open. Mutations that close a
+    /// listener wait for these (outside every lock) before answering, so that once an API call
+    /// returns, a disabled or deleted route refuses connections and its port can be bound again.
+    /// Lock order: `inner`, then `closing`.
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Wakes the expiry task when the set of expiries changes.
     pub(crate) changed: Notify,
 }
@@ -115,9 +142,25 @@ impl RouteTable {
                 next_key: 1,
                 relisten_pending: false,
             }),
+            closing: Mutex::new(Vec::new()),
             plane,
             changed: Notify::new(),
         })
+    }
+
+    fn closing(&self, task: tokio::task::JoinHandle<()>) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Waits until every listener closed by a mutation has released its socket.
+    async fn settle(&self) {
+        let tasks = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -141,20 +184,22 @@ impl RouteTable {
         })?;
         let name: Arc<str> = spec.name.as_str().into();
         let metrics = Arc::new(RouteMetrics::default());
-        let (tx, _) = watch::channel(Arc::new(RouteSnapshot {
+        let placeholder = Arc::new(RouteSnapshot {
             name: name.clone(),
             upstream: spec.upstream.clone(),
-            state: if spec.enabled {
-                RouteState::Serving
-            } else {
-                RouteState::Disabled
-            },
+            protocol: spec.protocol,
+            http: spec.http,
+            state: RouteState::Disabled,
             faults: Box::new([]),
             metrics: metrics.clone(),
-        }));
+        });
+        let (tx, _) = watch::channel(placeholder.clone());
         let mut entry = Entry {
             listen,
             upstream: spec.upstream,
+            protocol: spec.protocol,
+            http: spec.http,
+            current: Arc::new(arc_swap::ArcSwap::new(placeholder)),
             enabled: spec.enabled,
             faults: Vec::new(),
             tx,
@@ -162,8 +207,9 @@ impl RouteTable {
             metrics,
             name,
         };
+        entry.emit();
         if entry.wants_listener() {
-            entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+            entry.accept = Some(self.plane.serve(listener, entry.feed()));
         }
         tracing::info!(route = %spec.name, %listen, upstream = %entry.upstream, "route created");
         let view = entry.view();
@@ -171,7 +217,13 @@ impl RouteTable {
         Ok(view)
     }
 
-    pub fn update(&self, name: &str, update: RouteUpdate) -> Result<RouteView, RouteError> {
+    pub async fn update(&self, name: &str, update: RouteUpdate) -> Result<RouteView, RouteError> {
+        let r = self.update_locked(name, update);
+        self.settle().await;
+        r
+    }
+
+    fn update_locked(&self, name: &str, update: RouteUpdate) -> Result<RouteView, RouteError> {
         let mut inner = self.lock();
         let entry = inner
             .routes
@@ -197,11 +249,11 @@ impl RouteTable {
         }
         if let Some((listener, addr)) = new_listener {
             if let Some(old) = entry.accept.take() {
-                old.cancel();
+                self.closing(old.close());
             }
             entry.listen = addr;
             if entry.wants_listener_with(update.enabled.unwrap_or(entry.enabled)) {
-                entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+                entry.accept = Some(self.plane.serve(listener, entry.feed()));
             }
         }
         if let Some(up) = update.upstream {
@@ -218,7 +270,7 @@ impl RouteTable {
                         addr: entry.listen.to_string(),
                         source,
                     })?;
-                entry.accept = Some(self.plane.serve(listener, entry.tx.subscribe()));
+                entry.accept = Some(self.plane.serve(listener, entry.feed()));
             }
             entry.enabled = enabled;
         }
@@ -228,22 +280,23 @@ impl RouteTable {
         Ok(view)
     }
 
-    pub fn remove(&self, name: &str) -> Result<(), RouteError> {
+    pub async fn remove(&self, name: &str) -> Result<(), RouteError> {
+        let r = self.remove_locked(name);
+        self.settle().await;
+        r
+    }
+
+    fn remove_locked(&self, name: &str) -> Result<(), RouteError> {
         let mut inner = self.lock();
         let mut entry = inner
             .routes
             .remove(name)
             .ok_or_else(|| RouteError::RouteNotFound(name.into()))?;
         if let Some(accept) = entry.accept.take() {
-            accept.cancel();
+            self.closing(accept.close());
         }
-        entry.tx.send_replace(Arc::new(RouteSnapshot {
-            name: entry.name.clone(),
-            upstream: entry.upstream.clone(),
-            state: RouteState::Removed,
-            faults: Box::new([]),
-            metrics: entry.metrics.clone(),
-        }));
+        entry.faults.clear();
+        entry.emit_state(RouteState::Removed);
         tracing::info!(route = name, "route removed");
         Ok(())
     }
@@ -280,7 +333,13 @@ impl RouteTable {
             .collect()
     }
 
-    pub fn add_fault(&self, route: &str, fault: Fault) -> Result<FaultView, RouteError> {
+    pub async fn add_fault(&self, route: &str, fault: Fault) -> Result<FaultView, RouteError> {
+        let r = self.add_fault_locked(route, fault);
+        self.settle().await;
+        r
+    }
+
+    fn add_fault_locked(&self, route: &str, fault: Fault) -> Result<FaultView, RouteError> {
         validate_name("name", &fault.name)?;
         let mut inner = self.lock();
         let key = inner.next_key;
@@ -294,11 +353,14 @@ impl RouteTable {
                 fault: fault.name,
             });
         }
+        check_protocol(entry.protocol, &fault)?;
         tracing::info!(route, fault = %fault.name, kind = fault.kind.tag().name(), "fault added");
+        let counters = Arc::new(FaultCounters::default());
         entry.faults.push(ActiveFault {
             key,
             since: Instant::now(),
             fault: fault.clone(),
+            counters: counters.clone(),
         });
         let pending = self.publish(entry);
         inner.next_key += 1;
@@ -308,12 +370,24 @@ impl RouteTable {
         Ok(FaultView {
             route: route.into(),
             fault,
+            counters,
         })
     }
 
     /// Replace a fault's definition, keeping its identity (and so each connection's decision).
     /// `edit` gets the current fault and returns the new one, or an error that changes nothing.
-    pub fn update_fault(
+    pub async fn update_fault(
+        &self,
+        route: &str,
+        name: &str,
+        edit: impl FnOnce(&Fault) -> Result<Fault, RouteError>,
+    ) -> Result<FaultView, RouteError> {
+        let r = self.update_fault_locked(route, name, edit);
+        self.settle().await;
+        r
+    }
+
+    fn update_fault_locked(
         &self,
         route: &str,
         name: &str,
@@ -335,6 +409,7 @@ impl RouteTable {
         let mut updated = edit(&slot.fault)?;
         updated.name = slot.fault.name.clone();
         slot.fault = updated.clone();
+        let counters = slot.counters.clone();
         let pending = self.publish(entry);
         inner.relisten_pending |= pending;
         drop(inner);
@@ -342,10 +417,17 @@ impl RouteTable {
         Ok(FaultView {
             route: route.into(),
             fault: updated,
+            counters,
         })
     }
 
-    pub fn remove_fault(&self, route: &str, name: &str) -> Result<(), RouteError> {
+    pub async fn remove_fault(&self, route: &str, name: &str) -> Result<(), RouteError> {
+        let r = self.remove_fault_locked(route, name);
+        self.settle().await;
+        r
+    }
+
+    fn remove_fault_locked(&self, route: &str, name: &str) -> Result<(), RouteError> {
         let mut inner = self.lock();
         let entry = inner
             .routes
@@ -378,6 +460,7 @@ impl RouteTable {
             .map(|f| FaultView {
                 route: route.into(),
                 fault: f.fault.clone(),
+                counters: f.counters.clone(),
             })
             .ok_or_else(|| RouteError::FaultNotFound {
                 route: route.into(),
@@ -386,7 +469,13 @@ impl RouteTable {
     }
 
     /// Toxiproxy's `POST /reset`: enable every route and remove every admin-issued fault.
-    pub fn reset(&self) -> Result<(), RouteError> {
+    pub async fn reset(&self) -> Result<(), RouteError> {
+        let r = self.reset_locked();
+        self.settle().await;
+        r
+    }
+
+    fn reset_locked(&self) -> Result<(), RouteError> {
         let mut inner = self.lock();
         let mut pending = false;
         let mut first_err = None;
@@ -409,7 +498,13 @@ impl RouteTable {
 
     /// Removes faults whose expiry has passed and retries listeners that could not re-bind.
     /// Returns the next expiry instant, if any fault has one.
-    pub(crate) fn expire(&self, now: Instant) -> (Option<Instant>, bool) {
+    pub(crate) async fn expire(&self, now: Instant) -> (Option<Instant>, bool) {
+        let r = self.expire_locked(now);
+        self.settle().await;
+        r
+    }
+
+    fn expire_locked(&self, now: Instant) -> (Option<Instant>, bool) {
         let mut inner = self.lock();
         let mut next: Option<Instant> = None;
         let retry = std::mem::take(&mut inner.relisten_pending);
@@ -441,22 +536,11 @@ impl RouteTable {
     /// Publishes the entry's current state and opens or closes its listener to match.
     /// Returns true if the listener should be open but could not be bound.
     fn publish(&self, entry: &mut Entry) -> bool {
-        let state = if entry.enabled {
-            RouteState::Serving
-        } else {
-            RouteState::Disabled
-        };
-        entry.tx.send_replace(Arc::new(RouteSnapshot {
-            name: entry.name.clone(),
-            upstream: entry.upstream.clone(),
-            state,
-            faults: entry.faults.clone().into_boxed_slice(),
-            metrics: entry.metrics.clone(),
-        }));
+        entry.emit();
         match (entry.wants_listener(), entry.accept.is_some()) {
             (true, false) => match tcp::bind(&entry.listen.to_string()) {
                 Ok(l) => {
-                    entry.accept = Some(self.plane.serve(l, entry.tx.subscribe()));
+                    entry.accept = Some(self.plane.serve(l, entry.feed()));
                     false
                 }
                 Err(e) => {
@@ -466,7 +550,7 @@ impl RouteTable {
             },
             (false, true) => {
                 if let Some(a) = entry.accept.take() {
-                    a.cancel();
+                    self.closing(a.close());
                 }
                 false
             }
@@ -476,6 +560,36 @@ impl RouteTable {
 }
 
 impl Entry {
+    /// Publishes the entry's current state to its readers.
+    fn emit(&self) {
+        self.emit_state(if self.enabled {
+            RouteState::Serving
+        } else {
+            RouteState::Disabled
+        });
+    }
+
+    fn emit_state(&self, state: RouteState) {
+        let snap = Arc::new(RouteSnapshot {
+            name: self.name.clone(),
+            upstream: self.upstream.clone(),
+            protocol: self.protocol,
+            http: self.http,
+            state,
+            faults: self.faults.clone().into_boxed_slice(),
+            metrics: self.metrics.clone(),
+        });
+        self.current.store(snap.clone());
+        self.tx.send_replace(snap);
+    }
+
+    fn feed(&self) -> RouteFeed {
+        RouteFeed {
+            rx: self.tx.subscribe(),
+            current: self.current.clone(),
+        }
+    }
+
     fn wants_listener(&self) -> bool {
         self.wants_listener_with(self.enabled)
     }
@@ -494,15 +608,48 @@ impl Entry {
             listen: self.listen,
             upstream: self.upstream.clone(),
             enabled: self.enabled,
+            protocol: self.protocol,
+            http: self.http,
             faults: self
                 .faults
                 .iter()
                 .map(|f| FaultView {
                     route: self.name.to_string(),
                     fault: f.fault.clone(),
+                    counters: f.counters.clone(),
                 })
                 .collect(),
         }
+    }
+}
+
+/// What a route's readers hold: the change channel (TCP connections wait on it) and the current
+/// snapshot (HTTP requests load it, lock-free, once per request).
+#[derive(Clone, Debug)]
+pub struct RouteFeed {
+    pub rx: watch::Receiver<Arc<RouteSnapshot>>,
+    pub current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
+}
+
+/// Byte-level faults need the TCP data plane; request-level faults need an HTTP route.
+fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), RouteError> {
+    let tag = fault.kind.tag();
+    let fits = if protocol.is_http() {
+        tag.is_request_level()
+            || matches!(
+                tag,
+                crate::fault::KindTag::Down | crate::fault::KindTag::Partition
+            )
+    } else {
+        !tag.is_request_level()
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(RouteError::Invalid {
+            field: "type",
+            message: format!("a {} fault cannot act on a {protocol} route", tag.name()),
+        })
     }
 }
 

@@ -1,19 +1,18 @@
 //! One task per open listener: accept, hand each connection to its own task.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::DataPlane;
 use super::conn::{self, ConnSettings};
-use crate::route::RouteSnapshot;
+use crate::http::{self, HttpRoute};
+use crate::route::RouteFeed;
 
 pub async fn run(
     listener: TcpListener,
-    rx: watch::Receiver<Arc<RouteSnapshot>>,
+    feed: RouteFeed,
     stop: CancellationToken,
     plane: DataPlane,
 ) {
@@ -21,7 +20,14 @@ pub async fn run(
         connect_timeout: plane.connect_timeout,
         epoch: plane.epoch,
     };
-    let route = rx.borrow().name.clone();
+    let (route, protocol) = {
+        let snap = feed.current.load();
+        (snap.name.clone(), snap.protocol)
+    };
+    // HTTP routes share pooled upstream clients among the listener's connections.
+    let http_route = protocol
+        .is_http()
+        .then(|| HttpRoute::new(protocol, plane.connect_timeout, plane.epoch));
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -30,11 +36,22 @@ pub async fn run(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((sock, peer)) => {
-                plane
-                    .tracker
-                    .spawn(conn::handle(sock, peer, rx.clone(), settings));
-            }
+            Ok((sock, peer)) => match &http_route {
+                None => {
+                    plane
+                        .tracker
+                        .spawn(conn::handle(sock, peer, feed.rx.clone(), settings));
+                }
+                Some(h) => {
+                    plane.tracker.spawn(http::server::serve(
+                        sock,
+                        peer,
+                        feed.clone(),
+                        h.clone(),
+                        plane.drain.clone(),
+                    ));
+                }
+            },
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS and friends: log once a second and back off briefly
                 // instead of spinning on a listener that cannot accept.

@@ -91,7 +91,7 @@ pub async fn handle(
 /// Decides whether a new connection may proceed. A connection refused by a fault is reset
 /// (the closest a listening socket can come to ECONNREFUSED for one client); one blackholed
 /// by a partition waits, unread, until the partition heals or the client goes away.
-async fn admit(
+pub(crate) async fn admit(
     rx: &mut Snapshots,
     ctx: &ConnCtx,
     seen: &mut [Vec<u64>; 2],
@@ -283,7 +283,7 @@ where
 }
 
 /// Closes the connection: with a FIN, or with a RST (`SO_LINGER` 0) when reset.
-fn finish(client: TcpStream, upstream: Option<TcpStream>, cut: Cut) {
+pub(crate) fn finish(client: TcpStream, upstream: Option<TcpStream>, cut: Cut) {
     if cut == Cut::Reset {
         let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
         if let Some(u) = &upstream {

@@ -18,14 +18,12 @@ pub mod plan;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::route::RouteSnapshot;
+use crate::route::RouteFeed;
 
 /// What every listener and connection shares: the drain signal, the task tracker used to wait
 /// for connections on shutdown, and data-plane settings.
@@ -51,15 +49,25 @@ impl DataPlane {
     }
 
     /// Starts accepting on `listener` for the route whose snapshots `rx` carries.
-    /// Cancel the returned token (or the drain signal) to close the listener.
-    pub fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        rx: watch::Receiver<Arc<RouteSnapshot>>,
-    ) -> CancellationToken {
+    pub fn serve(&self, listener: tokio::net::TcpListener, feed: RouteFeed) -> Accepting {
         let stop = self.drain.child_token();
-        tokio::spawn(accept::run(listener, rx, stop.clone(), self.clone()));
-        stop
+        let task = tokio::spawn(accept::run(listener, feed, stop.clone(), self.clone()));
+        Accepting { stop, task }
+    }
+}
+
+/// An open listener's accept task.
+#[derive(Debug)]
+pub struct Accepting {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Accepting {
+    /// Asks the task to stop; the listening socket is closed when the returned handle completes.
+    pub fn close(self) -> tokio::task::JoinHandle<()> {
+        self.stop.cancel();
+        self.task
     }
 }
 

@@ -126,6 +126,9 @@ pub fn build(snap: &RouteSnapshot, flow: Flow, ctx: &ConnCtx) -> FlowPlan {
         // down and partition act on the whole connection whatever their direction; they are
         // counted on the upstream flow. Flow faults are counted on the flow they act on (a
         // `both` fault on the upstream flow), so each is counted once per connection.
+        if f.kind.tag().is_request_level() {
+            continue; // applied per request by the HTTP data plane
+        }
         let connection_wide = matches!(f.kind, FaultKind::Down(_) | FaultKind::Partition(_));
         if !connection_wide && !f.direction.covers(flow) {
             continue;
@@ -172,6 +175,12 @@ pub fn build(snap: &RouteSnapshot, flow: Flow, ctx: &ConnCtx) -> FlowPlan {
                 }
             }
             FaultKind::Down(_) => plan.cut = Some(Cut::Close),
+            FaultKind::HttpAbort(_)
+            | FaultKind::HttpDelay(_)
+            | FaultKind::HttpThrottle(_)
+            | FaultKind::HttpReset(_)
+            | FaultKind::GrpcAbort(_)
+            | FaultKind::GrpcStream(_) => applied = false,
             FaultKind::Partition(p) => {
                 if p.separates(ctx.client.ip(), ctx.upstream.map(|u| u.ip())) {
                     match p.action {
@@ -203,6 +212,8 @@ mod tests {
         RouteSnapshot {
             name: "r".into(),
             upstream: Upstream::Addr("127.0.0.1:1".parse().unwrap()),
+            protocol: crate::route::Protocol::Tcp,
+            http: Default::default(),
             state: RouteState::Serving,
             faults: faults
                 .into_iter()
@@ -211,6 +222,7 @@ mod tests {
                     key: i as u64 + 1,
                     since: now,
                     fault,
+                    counters: Default::default(),
                 })
                 .collect(),
             metrics: Arc::new(RouteMetrics::default()),
@@ -225,6 +237,8 @@ mod tests {
             toxicity: Probability::new(p).unwrap(),
             expires_at: None,
             origin: Origin::Admin,
+            matcher: None,
+            cohort: None,
         }
     }
 

@@ -1,0 +1,72 @@
+//! The HTTP data plane, for `http` routes (HTTP/1.1 and cleartext HTTP/2, told apart by the
+//! connection preface) and `grpc` routes (HTTP/2).
+//!
+//! - [`server`]: one task per client connection: admission, then hyper serving it.
+//! - [`proxy`]: one call per request: choose faults, apply them, forward to the upstream through
+//!   a pooled client, stream the answer back.
+//! - [`select`]: which of the route's faults a request gets (matching, sampling, cohorts,
+//!   header-triggered faults).
+//! - [`body`]: response bodies (untouched, injected, or faulted: throttle, mid-body reset,
+//!   gRPC message faults).
+//! - [`grpc`]: gRPC specifics (trailers-only answers, message framing).
+//! - [`headers`]: hop-by-hop header handling.
+//! - [`upgrade`]: `Upgrade` (WebSocket) and `CONNECT` passed through untouched.
+
+pub mod body;
+pub mod grpc;
+pub mod headers;
+pub mod proxy;
+pub mod select;
+pub mod server;
+pub mod upgrade;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::route::Protocol;
+
+/// What the connections of one open HTTP listener share: pooled upstream clients and the count
+/// of header-triggered faults in progress.
+pub struct HttpRoute {
+    pub protocol: Protocol,
+    /// HTTP/1.1 upstream connections, kept alive and reused.
+    pub h1: Client<HttpConnector, Incoming>,
+    /// HTTP/2 (prior knowledge) upstream connections, multiplexed.
+    pub h2: Client<HttpConnector, Incoming>,
+    pub header_active: Arc<AtomicU32>,
+    pub connect_timeout: Duration,
+    pub epoch: std::time::Instant,
+}
+
+impl HttpRoute {
+    pub fn new(
+        protocol: Protocol,
+        connect_timeout: Duration,
+        epoch: std::time::Instant,
+    ) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Arc::new(HttpRoute {
+            protocol,
+            h1,
+            h2,
+            header_active: Arc::new(AtomicU32::new(0)),
+            connect_timeout,
+            epoch,
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! One request: choose its faults, apply them around the upstream call, stream the answer.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::HttpRoute;
+use super::body::{BoxError, FaultedBody, GrpcStatusObserver, InjectedReset, ProxyBody};
+use super::select::{self, BadHeader, Chosen, Terminal};
+use super::{grpc, headers, upgrade};
+use crate::route::{Protocol, RouteSnapshot, RouteState};
+
+/// What the requests of one client connection share.
+pub struct ConnState {
+    pub current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
+    pub route: Arc<HttpRoute>,
+}
+
+const FAULT_HEADER: &str = "x-faultline-fault";
+
+pub async fn handle(
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, BoxError> {
+    let started = Instant::now();
+    // One lock-free load per request; matchers in it were compiled when the fault was added.
+    let snap = conn.current.load_full();
+    if snap.state != RouteState::Serving {
+        return Err(Box::new(InjectedReset));
+    }
+    let is_grpc = conn.route.protocol == Protocol::Grpc || grpc::is_grpc(&req);
+    let chosen = match select::choose(&snap, &req, is_grpc, &conn.route.header_active) {
+        Ok(c) => c,
+        Err(bad) => return Ok(bad_header(&snap, bad, started)),
+    };
+    if !chosen.request_delay.is_zero() {
+        tokio::time::sleep(chosen.request_delay).await;
+    }
+    if let Some(t) = &chosen.terminal {
+        return answer(&snap, &chosen, t.clone(), is_grpc, started);
+    }
+    if req.method() == Method::CONNECT || headers::is_upgrade(req.headers()) {
+        let upstream = snap.upstream.resolve().await?;
+        return upgrade::forward(req, upstream).await;
+    }
+
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if snap.http.header_faults {
+        select::strip_directives(&mut parts.headers);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    parts.uri = match Uri::try_from(format!("http://{}{path}", snap.upstream)) {
+        Ok(u) => u,
+        Err(e) => {
+            return Ok(local(
+                StatusCode::BAD_REQUEST,
+                format!("faultline: bad request target: {e}\n"),
+            ));
+        }
+    };
+    let use_h2 = conn.route.protocol == Protocol::Grpc || parts.version == Version::HTTP_2;
+    parts.version = if use_h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let client = if use_h2 {
+        &conn.route.h2
+    } else {
+        &conn.route.h1
+    };
+    let resp = match client.request(Request::from_parts(parts, body)).await {
+        Ok(r) => r,
+        Err(e) => return Ok(upstream_failed(&snap, &conn.route, is_grpc, &e, started)),
+    };
+    if !chosen.response_delay.is_zero() {
+        tokio::time::sleep(chosen.response_delay).await;
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let metrics = &snap.metrics;
+    metrics
+        .http
+        .record_response(parts.status.as_u16(), false, started.elapsed());
+    let observer = is_grpc.then(|| GrpcStatusObserver {
+        metrics: metrics.clone(),
+        injected: false,
+    });
+    if is_grpc {
+        // A trailers-only answer carries its status in the headers.
+        if let Some(code) = grpc::status_of(&parts.headers) {
+            metrics.http.record_grpc(code, false);
+        }
+    }
+    if snap.http.fault_header {
+        if let Some(name) = &chosen.fired {
+            if let Ok(v) = HeaderValue::from_str(name) {
+                parts.headers.insert(FAULT_HEADER, v);
+            }
+        }
+    }
+    let body = if chosen.shapes_body() {
+        let observer = observer.map(|o| GrpcStatusObserver {
+            injected: true,
+            ..o
+        });
+        ProxyBody::Faulted(Box::new(FaultedBody::new(
+            body,
+            observer,
+            chosen.throttle,
+            chosen.reset_after,
+            chosen.stream.clone(),
+        )))
+    } else {
+        ProxyBody::Upstream {
+            inner: body,
+            grpc: observer,
+        }
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Answers the request as a terminal fault says, without calling upstream.
+fn answer(
+    snap: &RouteSnapshot,
+    chosen: &Chosen,
+    t: Terminal,
+    is_grpc: bool,
+    started: Instant,
+) -> Result<Response<ProxyBody>, BoxError> {
+    let metrics = &snap.metrics.http;
+    let mut resp = match t {
+        Terminal::Reset => {
+            metrics.record_reset(true);
+            return Err(Box::new(InjectedReset));
+        }
+        Terminal::Abort(a) => {
+            let mut r = Response::new(ProxyBody::full(a.body.clone()));
+            *r.status_mut() = a.status;
+            for (k, v) in &a.headers {
+                r.headers_mut().insert(k.clone(), v.clone());
+            }
+            metrics.record_response(a.status.as_u16(), true, started.elapsed());
+            r
+        }
+        Terminal::GrpcAbort(g) => {
+            metrics.record_response(200, true, started.elapsed());
+            metrics.record_grpc(g.code, true);
+            grpc::trailers_only(g.code, &g.message, ProxyBody::Empty)
+        }
+    };
+    let _ = is_grpc;
+    if snap.http.fault_header {
+        if let Some(v) = chosen
+            .fired
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            resp.headers_mut().insert(FAULT_HEADER, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn bad_header(snap: &RouteSnapshot, bad: BadHeader, started: Instant) -> Response<ProxyBody> {
+    snap.metrics
+        .http
+        .record_response(400, false, started.elapsed());
+    local(
+        StatusCode::BAD_REQUEST,
+        format!("faultline: {}: {}\n", bad.header, bad.message),
+    )
+}
+
+fn upstream_failed(
+    snap: &RouteSnapshot,
+    route: &HttpRoute,
+    is_grpc: bool,
+    e: &hyper_util::client::legacy::Error,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let metrics = &snap.metrics;
+    metrics.http.record_upstream_error();
+    let now_ms = route.epoch.elapsed().as_millis() as u64;
+    if let Some(suppressed) = metrics.upstream_error(now_ms) {
+        tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %e, suppressed, "upstream request failed");
+    }
+    if is_grpc {
+        metrics.http.record_response(200, false, started.elapsed());
+        metrics.http.record_grpc(14, false);
+        return grpc::trailers_only(
+            14,
+            &format!("faultline: upstream {} unavailable", snap.upstream),
+            ProxyBody::Empty,
+        );
+    }
+    metrics.http.record_response(502, false, started.elapsed());
+    local(
+        StatusCode::BAD_GATEWAY,
+        format!("faultline: upstream {} unavailable\n", snap.upstream),
+    )
+}
+
+fn local(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,126 @@
+//! Per-route counters, kept as atomics so the data path never takes a lock to count,
+//! and rendered in the Prometheus text format by the admin API.
+//!
+//! - this file: connection-level counters of a route ([`RouteMetrics`]) and of a fault
+//!   ([`FaultCounters`]).
+//! - [`http`]: request-level counters of `http`/`grpc` routes ([`HttpMetrics`]) and their
+//!   mergeable snapshot for the controller ([`SliSnapshot`]).
+//! - [`histogram`]: the lock-free latency histogram behind them ([`LatencyHistogram`]).
+//! - [`prometheus`]: the `/metrics` text ([`render`]).
+
+pub mod histogram;
+pub mod http;
+pub mod prometheus;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub use self::{
+    histogram::{HistogramSnapshot, LatencyHistogram, bucket_bounds},
+    http::{ByOrigin, HttpMetrics, SliSnapshot},
+    prometheus::{RouteMetricsView, render},
+};
+
+use crate::fault::{Flow, KindTag};
+
+/// Counters for one fault: how often it matched, acted, and let a match pass (its probability
+/// said no). A fault that never matched anything is the silent failure these make visible.
+#[derive(Debug, Default)]
+pub struct FaultCounters {
+    pub matched: AtomicU64,
+    pub injected: AtomicU64,
+    pub passed: AtomicU64,
+}
+
+impl FaultCounters {
+    pub fn record(&self, injected: bool) {
+        self.matched.fetch_add(1, Relaxed);
+        if injected {
+            self.injected.fetch_add(1, Relaxed);
+        } else {
+            self.passed.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Counters for one route. Shared (`Arc`) between the route's snapshot, its connections and
+/// the admin API; every update is a single relaxed atomic add.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    pub connections_total: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub bytes_upstream: AtomicU64,
+    pub bytes_downstream: AtomicU64,
+    pub upstream_connect_errors: AtomicU64,
+    /// Request-level counters; stay zero on `tcp` routes.
+    pub http: HttpMetrics,
+    injected: [AtomicU64; KindTag::ALL.len()],
+    /// Milliseconds since the agent started at which a connect error was last logged; used to
+    /// log a storm of failures once a second rather than once per connection.
+    last_error_log_ms: AtomicU64,
+    suppressed_errors: AtomicU64,
+}
+
+impl RouteMetrics {
+    pub fn add_bytes(&self, flow: Flow, n: usize) {
+        let c = match flow {
+            Flow::Upstream => &self.bytes_upstream,
+            Flow::Downstream => &self.bytes_downstream,
+        };
+        c.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn injected(&self, kind: KindTag) {
+        self.injected[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn injected_count(&self, kind: KindTag) -> u64 {
+        self.injected[kind as usize].load(Relaxed)
+    }
+
+    /// Count an upstream connect error; returns `Some(n)` when this one should be logged,
+    /// with `n` the number of errors not logged since the last logged one.
+    pub fn upstream_error(&self, now_ms: u64) -> Option<u64> {
+        self.upstream_connect_errors.fetch_add(1, Relaxed);
+        let last = self.last_error_log_ms.load(Relaxed);
+        if (last == 0 || now_ms >= last + 1000)
+            && self
+                .last_error_log_ms
+                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed_errors.swap(0, Relaxed));
+        }
+        self.suppressed_errors.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// Marks a connection active until the guard is dropped.
+    pub fn connection(self: &std::sync::Arc<Self>) -> ActiveGuard {
+        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_active.fetch_add(1, Relaxed);
+        ActiveGuard(self.clone())
+    }
+}
+
+pub struct ActiveGuard(std::sync::Arc<RouteMetrics>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_logged_at_most_once_a_second() {
+        let m = RouteMetrics::default();
+        assert_eq!(m.upstream_error(5), Some(0));
+        assert_eq!(m.upstream_error(10), None);
+        assert_eq!(m.upstream_error(900), None);
+        assert_eq!(m.upstream_error(1100), Some(2));
+        assert_eq!(m.upstream_connect_errors.load(Relaxed), 4);
+    }
+}
