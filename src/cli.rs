@@ -1,0 +1,91 @@
+//! The top of the command line. Each area of the CLI owns its arguments
+//! ([`crate::agent::args`]); this module joins them and documents the exit codes.
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::agent::args::AgentArgs;
+
+/// faultline: the operator CLI for the faultline chaos-engineering fault injector.
+///
+/// `faultline agent ...` drives one agent through its admin API, as toxiproxy-cli does
+/// (the API is Toxiproxy-compatible, so a Toxiproxy server works too): list routes and
+/// their faults, create and remove routes, add and remove faults, reset.
+///
+/// The CLI checks what it reads itself (numbers, durations, KEY=VALUE pairs, choices
+/// such as --stream) and refuses malformed input with exit code 2 before sending
+/// anything. Values it passes through unchanged (addresses, fault types, a toxicity
+/// outside 0..1, attribute values) are checked by the agent, whose error names the
+/// field; that is exit code 1.
+///
+/// Exit codes:
+///   0  success
+///   1  the agent could not be reached, or it refused the request
+///      (its error message, naming the field at fault, is printed on stderr)
+///   2  usage error: unknown command or flag, missing or malformed value
+#[derive(Debug, Parser)]
+#[command(
+    name = "faultline",
+    version,
+    verbatim_doc_comment,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drive a standalone agent (or a Toxiproxy server) through its admin API.
+    Agent(AgentArgs),
+}
+
+/// A command line clap accepted value by value but that is still wrong as a whole.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Misuse {
+    /// The subcommand at fault, e.g. `["agent", "fault", "add"]`, for its usage line.
+    pub command: &'static [&'static str],
+    pub message: String,
+}
+
+impl Cli {
+    /// Parses the command line and checks what clap cannot check value by value; on any
+    /// usage error prints clap's message and exits with status 2.
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        let checked = match &cli.command {
+            Command::Agent(args) => args.check(),
+        };
+        if let Err(misuse) = checked {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let mut sub = &mut cmd;
+            for name in misuse.command {
+                sub = sub
+                    .find_subcommand_mut(name)
+                    .expect("a Misuse names a real subcommand");
+            }
+            sub.error(ErrorKind::ValueValidation, misuse.message).exit();
+        }
+        cli
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn long_help_carries_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("  2  usage error"), "{help}");
+    }
+}
