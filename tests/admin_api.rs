@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,14 +43,41 @@ fn assert_error(r: &Response, status: u16, field: Option<&str>) {
 
 /// Creates a proxy through the API and returns the address it listens on.
 async fn create(admin: SocketAddr, name: &str, upstream: SocketAddr) -> SocketAddr {
+    create_on(admin, name, "127.0.0.1:0", upstream).await
+}
+
+async fn create_on(
+    admin: SocketAddr,
+    name: &str,
+    listen: &str,
+    upstream: SocketAddr,
+) -> SocketAddr {
     let r = post(
         admin,
         "/proxies",
-        json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()}),
+        json!({"name": name, "listen": listen, "upstream": upstream.to_string()}),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
     listen_of(&r.json())
+}
+
+/// A free loopback address below the kernel's ephemeral port range (Linux: 32768-60999).
+/// Tests that close a proxy's listener and then expect its port to refuse connections, or
+/// bind it again, listen here: no `bind(0)` or outgoing connection elsewhere on the machine
+/// (other tests run alongside) can take such a port while it is closed.
+fn quiet_addr() -> String {
+    let seed = RandomState::new().build_hasher().finish();
+    (0..1000u64)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
+        .find_map(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .ok()?
+                .local_addr()
+                .ok()
+        })
+        .expect("a free port in 20000-31999")
+        .to_string()
 }
 
 fn listen_of(proxy: &Value) -> SocketAddr {
@@ -60,15 +89,34 @@ fn listen_of(proxy: &Value) -> SocketAddr {
 
 /// Connects through a proxy and checks that bytes come back from the echo upstream.
 async fn assert_echoes(addr: SocketAddr) {
-    let mut s = TcpStream::connect(addr).await.expect("connect through the proxy");
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect through the proxy");
     assert_eq!(round_trip(&mut s, b"hello").await, b"hello");
 }
 
-async fn assert_refused(addr: SocketAddr) {
+async fn refuses(addr: SocketAddr) -> Result<(), String> {
     match TcpStream::connect(addr).await {
-        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}"),
-        Ok(_) => panic!("{addr} accepted a connection"),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(format!("{addr}: {e}")),
+        Ok(_) => Err(format!("{addr} accepted a connection")),
     }
+}
+
+async fn assert_refused(addr: SocketAddr) {
+    if let Err(e) = refuses(addr).await {
+        panic!("expected ECONNREFUSED: {e}");
+    }
+}
+
+/// Waits until a proxy's listener is closed. The agent answers a disable or a delete before the
+/// route's accept task has dropped its listener, so a connection made in between is reset
+/// rather than refused (see `listener_is_closed_when_disable_and_delete_answer`).
+async fn assert_refused_soon(addr: SocketAddr) {
+    support::eventually("the listener to close", Duration::from_secs(5), || async {
+        refuses(addr).await.ok()
+    })
+    .await
 }
 
 // === /version, /ready, /metrics ===
@@ -99,17 +147,24 @@ async fn metrics_count_connections_and_bytes_after_traffic() {
     let agent = support::agent().await;
     let addr = create(agent.admin, "m", servers::echo().await).await;
     assert_echoes(addr).await;
-    let text = support::eventually("counters after one 5-byte echo", Duration::from_secs(5), || async {
-        let r = get(agent.admin, "/metrics").await;
-        assert_eq!(r.status, 200);
-        assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
-        let want = [
-            "faultline_route_connections_total{route=\"m\"} 1\n",
-            "faultline_route_bytes_total{route=\"m\",direction=\"upstream\"} 5\n",
-            "faultline_route_bytes_total{route=\"m\",direction=\"downstream\"} 5\n",
-        ];
-        want.iter().all(|w| r.body.contains(w)).then_some(r.body)
-    })
+    let text = support::eventually(
+        "counters after one 5-byte echo",
+        Duration::from_secs(5),
+        || async {
+            let r = get(agent.admin, "/metrics").await;
+            assert_eq!(r.status, 200);
+            assert!(
+                r.header("content-type")
+                    .is_some_and(|c| c.starts_with("text/plain"))
+            );
+            let want = [
+                "faultline_route_connections_total{route=\"m\"} 1\n",
+                "faultline_route_bytes_total{route=\"m\",direction=\"upstream\"} 5\n",
+                "faultline_route_bytes_total{route=\"m\",direction=\"downstream\"} 5\n",
+            ];
+            want.iter().all(|w| r.body.contains(w)).then_some(r.body)
+        },
+    )
     .await;
     for family in [
         "# TYPE faultline_route_connections_total counter\n",
@@ -190,10 +245,22 @@ async fn create_proxy_with_a_bad_field_is_400_naming_it_and_creates_nothing() {
         (json!({"upstream": "127.0.0.1:9"}), "name"),
         (json!({"name": "", "upstream": "127.0.0.1:9"}), "name"),
         (json!({"name": "p"}), "upstream"),
-        (json!({"name": "p", "upstream": "not an address"}), "upstream"),
-        (json!({"name": "p", "upstream": "127.0.0.1:99999"}), "upstream"),
-        (json!({"name": "p", "upstream": "127.0.0.1:9", "listen": "nonsense"}), "listen"),
-        (json!({"name": "p", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:http"}), "listen"),
+        (
+            json!({"name": "p", "upstream": "not an address"}),
+            "upstream",
+        ),
+        (
+            json!({"name": "p", "upstream": "127.0.0.1:99999"}),
+            "upstream",
+        ),
+        (
+            json!({"name": "p", "upstream": "127.0.0.1:9", "listen": "nonsense"}),
+            "listen",
+        ),
+        (
+            json!({"name": "p", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:http"}),
+            "listen",
+        ),
     ];
     for (body, field) in cases {
         let r = post(agent.admin, "/proxies", body.clone()).await;
@@ -247,13 +314,13 @@ async fn unknown_proxy_is_404_for_get_update_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_proxy_refuses_connections_and_enabled_serves_again() {
     let agent = support::agent().await;
-    let listen = create(agent.admin, "flip", servers::echo().await).await;
+    let listen = create_on(agent.admin, "flip", &quiet_addr(), servers::echo().await).await;
 
     let r = post(agent.admin, "/proxies/flip", json!({"enabled": false})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["enabled"], false);
     assert_eq!(listen_of(&r.json()), listen);
-    assert_refused(listen).await;
+    assert_refused_soon(listen).await;
 
     let r = post(agent.admin, "/proxies/flip", json!({"enabled": true})).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -264,12 +331,51 @@ async fn disabled_proxy_refuses_connections_and_enabled_serves_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_proxy_is_204_then_gone_and_refuses_connections() {
     let agent = support::agent().await;
-    let listen = create(agent.admin, "bye", servers::echo().await).await;
+    let listen = create_on(agent.admin, "bye", &quiet_addr(), servers::echo().await).await;
     let r = delete(agent.admin, "/proxies/bye").await;
     assert_eq!((r.status, r.body.as_str()), (204, ""));
-    assert_refused(listen).await;
+    assert_refused_soon(listen).await;
     assert_error(&get(agent.admin, "/proxies/bye").await, 404, None);
     assert_eq!(get(agent.admin, "/proxies").await.json(), json!({}));
+}
+
+/// Like Toxiproxy, a proxy's listener is closed before a disable or delete is answered, so the
+/// next connection is refused and the port is free again (300 rounds, so a race would show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_is_closed_when_disable_and_delete_answer() {
+    let agent = support::agent().await;
+    let upstream = servers::echo().await;
+    let mut failures = Vec::new();
+    for i in 0..300 {
+        let path = format!("/proxies/p{i}");
+        let listen = create_on(agent.admin, &format!("p{i}"), &quiet_addr(), upstream).await;
+        assert_echoes(listen).await;
+        assert_eq!(
+            post(agent.admin, &path, json!({"enabled": false}))
+                .await
+                .status,
+            200
+        );
+        if let Err(e) = refuses(listen).await {
+            failures.push(format!("after disable: {e}"));
+        }
+        let r = post(agent.admin, &path, json!({"enabled": true})).await;
+        if r.status == 200 {
+            assert_echoes(listen).await;
+        } else {
+            failures.push(format!("enable: {} {}", r.status, r.body));
+        }
+        assert_eq!(delete(agent.admin, &path).await.status, 204);
+        if let Err(e) = refuses(listen).await {
+            failures.push(format!("after delete: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 900 steps lost the race, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
 }
 
 // === /proxies/{name}/toxics ===
@@ -303,10 +409,22 @@ async fn create_toxic_fills_in_toxiproxy_defaults() {
 
     let listed = get(agent.admin, "/proxies/t/toxics").await;
     assert_eq!(listed.status, 200);
-    let names: Vec<Value> = listed.json().as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
-    assert_eq!(names, [json!("latency_downstream"), json!("latency_upstream")]);
+    let names: Vec<Value> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [json!("latency_downstream"), json!("latency_upstream")]
+    );
     assert_eq!(listed.json()[0], toxic);
-    assert_eq!(get(agent.admin, "/proxies/t").await.json()["toxics"], listed.json());
+    assert_eq!(
+        get(agent.admin, "/proxies/t").await.json()["toxics"],
+        listed.json()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,10 +432,23 @@ async fn duplicate_toxic_name_is_409() {
     let agent = support::agent().await;
     create(agent.admin, "t", servers::echo().await).await;
     let body = json!({"name": "slow", "type": "latency", "attributes": {"latency": 10}});
-    assert_eq!(post(agent.admin, "/proxies/t/toxics", body.clone()).await.status, 200);
+    assert_eq!(
+        post(agent.admin, "/proxies/t/toxics", body.clone())
+            .await
+            .status,
+        200
+    );
     let r = post(agent.admin, "/proxies/t/toxics", body).await;
     assert_error(&r, 409, Some("name"));
-    assert_eq!(get(agent.admin, "/proxies/t/toxics").await.json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(agent.admin, "/proxies/t/toxics")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,11 +470,20 @@ async fn bad_toxic_is_400_naming_the_field_and_adds_nothing() {
     create(agent.admin, "t", servers::echo().await).await;
     let cases = [
         (json!({"type": "lag"}), "type"),
-        (json!({"type": "latency", "attributes": {"latency": -5}}), "attributes.latency"),
-        (json!({"type": "latency", "attributes": {"latency": "slow"}}), "attributes.latency"),
+        (
+            json!({"type": "latency", "attributes": {"latency": -5}}),
+            "attributes.latency",
+        ),
+        (
+            json!({"type": "latency", "attributes": {"latency": "slow"}}),
+            "attributes.latency",
+        ),
         (json!({"type": "latency", "toxicity": 1.5}), "toxicity"),
         (json!({"type": "latency", "stream": "sideways"}), "stream"),
-        (json!({"type": "latency", "attributes": {"latancy": 5}}), "attributes.latancy"),
+        (
+            json!({"type": "latency", "attributes": {"latancy": 5}}),
+            "attributes.latancy",
+        ),
     ];
     for (body, field) in cases {
         let r = post(agent.admin, "/proxies/t/toxics", body.clone()).await;
@@ -375,11 +515,28 @@ async fn get_toxic_returns_its_json() {
 async fn unknown_toxic_is_404_for_get_update_and_delete() {
     let agent = support::agent().await;
     create(agent.admin, "t", servers::echo().await).await;
-    assert_error(&get(agent.admin, "/proxies/t/toxics/ghost").await, 404, None);
-    let r = post(agent.admin, "/proxies/t/toxics/ghost", json!({"attributes": {"latency": 1}})).await;
+    assert_error(
+        &get(agent.admin, "/proxies/t/toxics/ghost").await,
+        404,
+        None,
+    );
+    let r = post(
+        agent.admin,
+        "/proxies/t/toxics/ghost",
+        json!({"attributes": {"latency": 1}}),
+    )
+    .await;
     assert_error(&r, 404, None);
-    assert_error(&delete(agent.admin, "/proxies/t/toxics/ghost").await, 404, None);
-    assert_error(&get(agent.admin, "/proxies/ghost/toxics/ghost").await, 404, None);
+    assert_error(
+        &delete(agent.admin, "/proxies/t/toxics/ghost").await,
+        404,
+        None,
+    );
+    assert_error(
+        &get(agent.admin, "/proxies/ghost/toxics/ghost").await,
+        404,
+        None,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +544,10 @@ async fn update_toxic_merges_attributes() {
     let agent = support::agent().await;
     create(agent.admin, "t", servers::echo().await).await;
     let body = json!({"type": "latency", "attributes": {"latency": 100, "jitter": 10}});
-    assert_eq!(post(agent.admin, "/proxies/t/toxics", body).await.status, 200);
+    assert_eq!(
+        post(agent.admin, "/proxies/t/toxics", body).await.status,
+        200
+    );
     let r = post(
         agent.admin,
         "/proxies/t/toxics/latency_downstream",
@@ -400,7 +560,12 @@ async fn update_toxic_merges_attributes() {
     assert_eq!(updated["toxicity"].as_f64(), Some(0.25));
     assert_eq!(updated["name"], "latency_downstream");
     assert_eq!(updated["stream"], "downstream");
-    assert_eq!(get(agent.admin, "/proxies/t/toxics/latency_downstream").await.json(), updated);
+    assert_eq!(
+        get(agent.admin, "/proxies/t/toxics/latency_downstream")
+            .await
+            .json(),
+        updated
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,9 +581,19 @@ async fn bad_toxic_update_is_400_and_changes_nothing() {
     )
     .await;
     assert_error(&r, 400, Some("attributes.latency"));
-    let r = post(agent.admin, "/proxies/t/toxics/latency_downstream", json!({"toxicity": 2})).await;
+    let r = post(
+        agent.admin,
+        "/proxies/t/toxics/latency_downstream",
+        json!({"toxicity": 2}),
+    )
+    .await;
     assert_error(&r, 400, Some("toxicity"));
-    assert_eq!(get(agent.admin, "/proxies/t/toxics/latency_downstream").await.json(), before);
+    assert_eq!(
+        get(agent.admin, "/proxies/t/toxics/latency_downstream")
+            .await
+            .json(),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,11 +601,21 @@ async fn delete_toxic_is_204_and_removes_it() {
     let agent = support::agent().await;
     create(agent.admin, "t", servers::echo().await).await;
     let body = json!({"type": "latency", "attributes": {"latency": 100}});
-    assert_eq!(post(agent.admin, "/proxies/t/toxics", body).await.status, 200);
+    assert_eq!(
+        post(agent.admin, "/proxies/t/toxics", body).await.status,
+        200
+    );
     let r = delete(agent.admin, "/proxies/t/toxics/latency_downstream").await;
     assert_eq!((r.status, r.body.as_str()), (204, ""));
-    assert_error(&get(agent.admin, "/proxies/t/toxics/latency_downstream").await, 404, None);
-    assert_eq!(get(agent.admin, "/proxies/t/toxics").await.json(), json!([]));
+    assert_error(
+        &get(agent.admin, "/proxies/t/toxics/latency_downstream").await,
+        404,
+        None,
+    );
+    assert_eq!(
+        get(agent.admin, "/proxies/t/toxics").await.json(),
+        json!([])
+    );
 }
 
 // === /populate, /reset ===
@@ -444,15 +629,21 @@ async fn populate_is_201_with_the_created_proxies() {
         "/populate",
         json!([
             {"name": "a", "listen": "127.0.0.1:0", "upstream": upstream},
-            {"name": "b", "listen": "127.0.0.1:0", "upstream": upstream, "enabled": false},
+            {"name": "b", "listen": quiet_addr(), "upstream": upstream, "enabled": false},
         ]),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let proxies = r.json()["proxies"].as_array().cloned().unwrap_or_default();
     assert_eq!(proxies.len(), 2, "{}", r.body);
-    assert_eq!((&proxies[0]["name"], &proxies[0]["enabled"]), (&json!("a"), &json!(true)));
-    assert_eq!((&proxies[1]["name"], &proxies[1]["enabled"]), (&json!("b"), &json!(false)));
+    assert_eq!(
+        (&proxies[0]["name"], &proxies[0]["enabled"]),
+        (&json!("a"), &json!(true))
+    );
+    assert_eq!(
+        (&proxies[1]["name"], &proxies[1]["enabled"]),
+        (&json!("b"), &json!(false))
+    );
     assert_echoes(listen_of(&proxies[0])).await;
     assert_refused(listen_of(&proxies[1])).await;
     let all = get(agent.admin, "/proxies").await.json();
@@ -480,21 +671,63 @@ async fn populate_with_one_bad_entry_changes_nothing() {
     assert_echoes(kept).await;
 }
 
+/// Like Toxiproxy, populate replaces a proxy whose upstream changed, on the same listen port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn populate_replaces_a_proxy_on_the_same_port() {
+    let agent = support::agent().await;
+    let port = quiet_addr();
+    let first = servers::sink().await.to_string();
+    let r = post(
+        agent.admin,
+        "/proxies",
+        json!({"name": "db", "listen": port, "upstream": first}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let upstream = servers::echo().await;
+    let r = post(
+        agent.admin,
+        "/populate",
+        json!([{"name": "db", "listen": port, "upstream": upstream.to_string()}]),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let db = get(agent.admin, "/proxies/db").await.json();
+    assert_eq!(db["upstream"], upstream.to_string(), "{db}");
+    assert_echoes(listen_of(&db)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_is_204_removes_toxics_and_enables_proxies() {
     let agent = support::agent().await;
     let upstream = servers::echo().await;
     create(agent.admin, "toxic", upstream).await;
-    let off = create(agent.admin, "off", upstream).await;
+    let off = create_on(agent.admin, "off", &quiet_addr(), upstream).await;
     let body = json!({"type": "latency", "attributes": {"latency": 100}});
-    assert_eq!(post(agent.admin, "/proxies/toxic/toxics", body).await.status, 200);
-    assert_eq!(post(agent.admin, "/proxies/off", json!({"enabled": false})).await.status, 200);
-    assert_refused(off).await;
+    assert_eq!(
+        post(agent.admin, "/proxies/toxic/toxics", body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(agent.admin, "/proxies/off", json!({"enabled": false}))
+            .await
+            .status,
+        200
+    );
+    assert_refused_soon(off).await;
 
-    let r = post(agent.admin, "/reset", json!(null)).await;
+    let r = http::request(agent.admin, "POST", "/reset", None).await;
     assert_eq!((r.status, r.body.as_str()), (204, ""));
-    assert_eq!(get(agent.admin, "/proxies/toxic/toxics").await.json(), json!([]));
-    assert_eq!(get(agent.admin, "/proxies/off").await.json()["enabled"], true);
+    assert_eq!(
+        get(agent.admin, "/proxies/toxic/toxics").await.json(),
+        json!([])
+    );
+    assert_eq!(
+        get(agent.admin, "/proxies/off").await.json()["enabled"],
+        true
+    );
     assert_echoes(off).await;
 }
 
@@ -515,15 +748,31 @@ async fn browser_user_agent_is_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_json_is_400_and_the_agent_keeps_serving() {
     let agent = support::agent().await;
-    let r = http::raw(agent.admin, "POST", "/proxies", Some(r#"{"name": "p", "#), &[]).await;
+    let r = http::raw(
+        agent.admin,
+        "POST",
+        "/proxies",
+        Some(r#"{"name": "p", "#),
+        &[],
+    )
+    .await;
     assert_error(&r, 400, None);
     let r = http::raw(agent.admin, "POST", "/populate", Some("[{]"), &[]).await;
     assert_error(&r, 400, None);
     assert_eq!(get(agent.admin, "/proxies").await.json(), json!({}));
     let listen = create(agent.admin, "p", servers::echo().await).await;
-    let r = http::raw(agent.admin, "POST", "/proxies/p/toxics", Some("latency"), &[]).await;
+    let r = http::raw(
+        agent.admin,
+        "POST",
+        "/proxies/p/toxics",
+        Some("latency"),
+        &[],
+    )
+    .await;
     assert_error(&r, 400, None);
-    assert_eq!(get(agent.admin, "/proxies/p/toxics").await.json(), json!([]));
+    assert_eq!(
+        get(agent.admin, "/proxies/p/toxics").await.json(),
+        json!([])
+    );
     assert_echoes(listen).await;
 }
-

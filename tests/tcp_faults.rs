@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.expect("connect through the agent");
+    let s = TcpStream::connect(addr)
+        .await
+        .expect("connect through the agent");
     s.set_nodelay(true).unwrap();
     s
 }
@@ -49,7 +51,12 @@ async fn latency_100ms_adds_100_to_130ms_to_a_round_trip() {
     let addr = agent.route("echo", servers::echo().await);
     let mut s = connect(addr).await;
     let base = rtt(&mut s).await;
-    agent.toxic("echo", json!({"type": "latency", "attributes": {"latency": 100}})).await;
+    agent
+        .toxic(
+            "echo",
+            json!({"type": "latency", "attributes": {"latency": 100}}),
+        )
+        .await;
     let with = rtt(&mut s).await;
     let added = with.saturating_sub(base);
     assert!(added >= Duration::from_millis(100), "added {added:?}");
@@ -61,7 +68,12 @@ async fn latency_delays_a_bulk_stream_without_dividing_its_throughput() {
     let agent = support::agent().await;
     let len = 8 * 1024 * 1024;
     let addr = agent.route("bulk", servers::source(len).await);
-    agent.toxic("bulk", json!({"type": "latency", "attributes": {"latency": 100}})).await;
+    agent
+        .toxic(
+            "bulk",
+            json!({"type": "latency", "attributes": {"latency": 100}}),
+        )
+        .await;
     let t = Instant::now();
     let mut s = connect(addr).await;
     let (data, end) = read_all(&mut s).await;
@@ -79,14 +91,22 @@ async fn bandwidth_100_kb_per_s_moves_500_kb_in_5s() {
     let agent = support::agent().await;
     let len = 500_000;
     let addr = agent.route("slow", servers::source(len).await);
-    agent.toxic("slow", json!({"type": "bandwidth", "attributes": {"rate": 100}})).await;
+    agent
+        .toxic(
+            "slow",
+            json!({"type": "bandwidth", "attributes": {"rate": 100}}),
+        )
+        .await;
     let t = Instant::now();
     let mut s = connect(addr).await;
     let (data, end) = read_all(&mut s).await;
     let took = t.elapsed();
     end.unwrap();
     assert_eq!(data.len(), len);
-    assert!(took >= Duration::from_millis(4500) && took <= Duration::from_millis(5500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(4500) && took <= Duration::from_millis(5500),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,14 +136,23 @@ async fn slicer_delivers_small_delayed_slices_in_order() {
     assert_eq!(data, pattern(len));
     // ~100 slices, each after a 1 ms pause: the client sees many small reads over >= ~100 ms.
     assert!(reads >= 30, "{reads} reads");
-    assert!(t.elapsed() >= Duration::from_millis(60), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(60),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_close_holds_the_close_back() {
     let agent = support::agent().await;
     let addr = agent.route("closing", servers::source(10).await);
-    agent.toxic("closing", json!({"type": "slow_close", "attributes": {"delay": 300}})).await;
+    agent
+        .toxic(
+            "closing",
+            json!({"type": "slow_close", "attributes": {"delay": 300}}),
+        )
+        .await;
     let mut s = connect(addr).await;
     let mut first = [0u8; 10];
     s.read_exact(&mut first).await.unwrap();
@@ -132,22 +161,36 @@ async fn slow_close_holds_the_close_back() {
     end.unwrap();
     assert!(rest.is_empty());
     let held = t.elapsed();
-    assert!(held >= Duration::from_millis(280), "close came after {held:?}");
-    assert!(held < Duration::from_millis(1000), "close came after {held:?}");
+    assert!(
+        held >= Duration::from_millis(280),
+        "close came after {held:?}"
+    );
+    assert!(
+        held < Duration::from_millis(1000),
+        "close came after {held:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_drops_data_then_closes() {
     let agent = support::agent().await;
     let addr = agent.route("stall", servers::echo().await);
-    agent.toxic("stall", json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 200}})).await;
+    agent
+        .toxic(
+            "stall",
+            json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 200}}),
+        )
+        .await;
     let mut s = connect(addr).await;
     let t = Instant::now();
     s.write_all(b"hello").await.unwrap();
     let (data, _) = read_all(&mut s).await;
     let took = t.elapsed();
     assert!(data.is_empty(), "nothing may pass a timeout fault");
-    assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(600), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_millis(600),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,11 +198,19 @@ async fn timeout_zero_is_a_blackhole_until_removed() {
     let agent = support::agent().await;
     let addr = agent.route("hole", servers::echo().await);
     let mut s = connect(addr).await;
-    agent.toxic("hole", json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 0}})).await;
+    agent
+        .toxic(
+            "hole",
+            json!({"type": "timeout", "stream": "upstream", "attributes": {"timeout": 0}}),
+        )
+        .await;
     s.write_all(b"lost").await.unwrap();
     let mut buf = [0u8; 4];
     let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
-    assert!(r.is_err(), "the connection must stay open and silent, got {r:?}");
+    assert!(
+        r.is_err(),
+        "the connection must stay open and silent, got {r:?}"
+    );
     agent.remove_toxic("hole", "timeout_upstream").await;
     assert_eq!(round_trip(&mut s, b"back").await, b"back");
 }
@@ -171,25 +222,47 @@ async fn reset_peer_gives_the_client_econnreset() {
     let mut s = connect(addr).await;
     assert_eq!(round_trip(&mut s, b"ok").await, b"ok");
     let t = Instant::now();
-    agent.toxic("rst", json!({"type": "reset_peer", "attributes": {"timeout": 100}})).await;
+    agent
+        .toxic(
+            "rst",
+            json!({"type": "reset_peer", "attributes": {"timeout": 100}}),
+        )
+        .await;
     let (_, end) = read_all(&mut s).await;
     let err = end.expect_err("a reset, not a clean close");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
-    assert!(t.elapsed() >= Duration::from_millis(95), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(95),
+        "{:?}",
+        t.elapsed()
+    );
 
     // A new connection under reset_peer 0 is reset at once.
     agent.remove_toxic("rst", "reset_peer_downstream").await;
-    agent.toxic("rst", json!({"type": "reset_peer", "attributes": {"timeout": 0}})).await;
-    let mut s = connect(addr).await;
-    let (_, end) = read_all(&mut s).await;
-    assert_eq!(end.unwrap_err().kind(), ErrorKind::ConnectionReset);
+    agent
+        .toxic(
+            "rst",
+            json!({"type": "reset_peer", "attributes": {"timeout": 0}}),
+        )
+        .await;
+    // The reset can arrive before the client's connect() has even returned.
+    let err = match TcpStream::connect(addr).await {
+        Ok(mut s) => read_all(&mut s).await.1.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limit_data_closes_after_exactly_n_bytes() {
     let agent = support::agent().await;
     let addr = agent.route("limited", servers::source(100_000).await);
-    agent.toxic("limited", json!({"type": "limit_data", "attributes": {"bytes": 12_345}})).await;
+    agent
+        .toxic(
+            "limited",
+            json!({"type": "limit_data", "attributes": {"bytes": 12_345}}),
+        )
+        .await;
     let mut s = connect(addr).await;
     let (data, end) = read_all(&mut s).await;
     end.unwrap();
@@ -226,10 +299,16 @@ async fn partition_refuses_one_peer_and_serves_the_other() {
         .await;
     let mut inside = connect_from("127.0.0.1", addr).await.unwrap();
     assert_eq!(round_trip(&mut inside, b"served").await, b"served");
-    let mut outside = connect_from("127.0.0.2", addr).await.unwrap();
-    let (data, end) = read_all(&mut outside).await;
-    assert!(data.is_empty());
-    assert_eq!(end.unwrap_err().kind(), ErrorKind::ConnectionReset);
+    // The reset can arrive before the client's connect() has even returned.
+    let err = match connect_from("127.0.0.2", addr).await {
+        Ok(mut outside) => {
+            let (data, end) = read_all(&mut outside).await;
+            assert!(data.is_empty());
+            end.unwrap_err()
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +321,11 @@ async fn partition_blackhole_holds_a_peer_until_it_heals() {
     let mut outside = connect_from("127.0.0.2", addr).await.unwrap();
     outside.write_all(b"held").await.unwrap();
     let mut buf = [0u8; 4];
-    assert!(tokio::time::timeout(Duration::from_millis(300), outside.read(&mut buf)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), outside.read(&mut buf))
+            .await
+            .is_err()
+    );
     let mut inside = connect_from("127.0.0.1", addr).await.unwrap();
     assert_eq!(round_trip(&mut inside, b"fine").await, b"fine");
     agent.remove_toxic("island", "cut").await;
@@ -276,7 +359,13 @@ async fn a_fault_with_an_expiry_removes_itself() {
     let mut s = connect(addr).await;
     assert!(rtt(&mut s).await >= Duration::from_millis(100));
     support::eventually("the fault to expire", Duration::from_secs(2), || async {
-        agent.table().get("brief").unwrap().faults.is_empty().then_some(())
+        agent
+            .table()
+            .get("brief")
+            .unwrap()
+            .faults
+            .is_empty()
+            .then_some(())
     })
     .await;
     assert!(rtt(&mut s).await < Duration::from_millis(50));
@@ -286,7 +375,12 @@ async fn a_fault_with_an_expiry_removes_itself() {
 async fn toxicity_applies_a_fault_to_that_share_of_connections() {
     let agent = support::agent().await;
     let addr = agent.route("some", servers::echo().await);
-    agent.toxic("some", json!({"type": "reset_peer", "toxicity": 0.5, "attributes": {"timeout": 0}})).await;
+    agent
+        .toxic(
+            "some",
+            json!({"type": "reset_peer", "toxicity": 0.5, "attributes": {"timeout": 0}}),
+        )
+        .await;
     let mut reset = 0;
     for _ in 0..200 {
         // A reset can arrive before the client's connect() has even returned.
@@ -300,7 +394,10 @@ async fn toxicity_applies_a_fault_to_that_share_of_connections() {
             reset += 1;
         }
     }
-    assert!((70..=130).contains(&reset), "{reset} of 200 reset at toxicity 0.5");
+    assert!(
+        (70..=130).contains(&reset),
+        "{reset} of 200 reset at toxicity 0.5"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +413,9 @@ async fn an_unreachable_upstream_closes_the_client_cleanly_and_is_counted() {
     }
     let mut s = connect(good).await;
     assert_eq!(round_trip(&mut s, b"still here").await, b"still here");
-    let metrics = support::http::request(agent.admin, "GET", "/metrics", None).await.body;
+    let metrics = support::http::request(agent.admin, "GET", "/metrics", None)
+        .await
+        .body;
     assert!(
         metrics.contains("faultline_route_upstream_connect_errors_total{route=\"nowhere\"} 50"),
         "{metrics}"
@@ -329,9 +428,18 @@ async fn sixty_four_mib_pass_byte_identical_through_stacked_faults() {
     let agent = support::agent().await;
     let addr = agent.route("stack", servers::echo().await);
     for (name, body) in [
-        ("lat", json!({"type": "latency", "stream": "both", "attributes": {"latency": 5, "jitter": 5}})),
-        ("bw", json!({"type": "bandwidth", "stream": "both", "attributes": {"rate": 400_000}})),
-        ("slices", json!({"type": "slicer", "stream": "both", "attributes": {"average_size": 8192, "size_variation": 4000, "delay": 10}})),
+        (
+            "lat",
+            json!({"type": "latency", "stream": "both", "attributes": {"latency": 5, "jitter": 5}}),
+        ),
+        (
+            "bw",
+            json!({"type": "bandwidth", "stream": "both", "attributes": {"rate": 400_000}}),
+        ),
+        (
+            "slices",
+            json!({"type": "slicer", "stream": "both", "attributes": {"average_size": 8192, "size_variation": 4000, "delay": 10}}),
+        ),
     ] {
         let mut b = body;
         b["name"] = json!(name);

@@ -1,6 +1,6 @@
 """Drives faultline's admin API with a third-party Toxiproxy client, toxiproxy-python 0.1.1.
 
-Usage: toxiproxy_client.py ADMIN_HOST:PORT UPSTREAM_HOST:PORT LATENCY_MS
+Usage: toxiproxy_client.py ADMIN_HOST:PORT UPSTREAM_HOST:PORT LATENCY_MS LISTEN_HOST:PORT
 
 Run by tests/toxiproxy_client.rs. After each step that changes the data path, the script prints
 one line, `STEP LISTEN_ADDRESS`, and waits for `go` on stdin, so the Rust test can check the
@@ -32,7 +32,7 @@ def step(name, listen):
 
 
 def main():
-    admin, upstream, latency_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    admin, upstream, latency_ms, listen = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     host, port = admin.rsplit(":", 1)
     # The client uses `requests`; keep any HTTP proxy in the environment away from loopback.
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = host
@@ -44,16 +44,21 @@ def main():
     check("version() is 2.x", version.split(".")[0], "2")
     check("proxies() before create", server.proxies(), {})
 
-    # create: the client sends listen 127.0.0.1:0 and reads back the port the agent bound.
-    proxy = server.create(upstream=upstream, name=PROXY)
+    # create without a listen address: the client sends 127.0.0.1:0 and reads back the port.
+    scratch = server.create(upstream=upstream, name="py_scratch")
+    scratch_host, scratch_port = scratch.listen.rsplit(":", 1)
+    check("default listen host", scratch_host, "127.0.0.1")
+    if int(scratch_port) == 0:
+        sys.exit("toxiproxy_client.py: default listen reports port 0, not the bound port")
+    check("destroy() scratch", server.destroy(scratch), True)
+
+    # create on the address the test chose (it re-binds after a disable; see the Rust side).
+    proxy = server.create(upstream=upstream, name=PROXY, listen=listen)
     check("created name", proxy.name, PROXY)
     check("created upstream", proxy.upstream, upstream)
     check("created enabled", proxy.enabled, True)
-    listen_host, listen_port = proxy.listen.rsplit(":", 1)
-    check("created listen host", listen_host, "127.0.0.1")
-    if int(listen_port) == 0:
-        sys.exit("toxiproxy_client.py: created listen reports port 0, not the bound port")
-    check("get_proxy().listen", server.get_proxy(PROXY).listen, proxy.listen)
+    check("created listen", proxy.listen, listen)
+    check("get_proxy().listen", server.get_proxy(PROXY).listen, listen)
     try:
         server.create(upstream=upstream, name=PROXY)
         sys.exit("toxiproxy_client.py: creating a duplicate proxy did not raise ProxyExists")

@@ -25,14 +25,27 @@ impl Response {
     }
 }
 
-pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&serde_json::Value>) -> Response {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Response {
     let body = body.map(|b| b.to_string());
     raw(addr, method, path, body.as_deref(), &[]).await
 }
 
 /// Sends a request with a raw body and extra headers.
-pub async fn raw(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr).await.expect("connect to admin API");
+pub async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect to admin API");
     let body = body.unwrap_or("");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -64,8 +77,16 @@ pub async fn raw(addr: SocketAddr, method: &str, path: &str, body: Option<&str>,
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Response { status, headers, body }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {

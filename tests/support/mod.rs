@@ -2,7 +2,9 @@
 //! client for the admin API, and the one retry helper (`eventually`).
 #![allow(dead_code)]
 
+pub mod grpc;
 pub mod http;
+pub mod http_upstream;
 pub mod servers;
 
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, LogFormat};
-use faultline_agent::route::{RouteSpec, RouteTable};
+use faultline_agent::route::{HttpOptions, Protocol, RouteSpec, RouteTable, Upstream};
 
 /// An agent running inside the test process.
 pub struct TestAgent {
@@ -33,24 +35,58 @@ impl TestAgent {
     pub fn route_on(&self, name: &str, listen: &str, upstream: SocketAddr) -> SocketAddr {
         self.agent
             .table
-            .create(RouteSpec {
-                name: name.into(),
-                listen: listen.into(),
-                upstream: faultline_agent::route::Upstream::Addr(upstream),
-                enabled: true,
-            })
+            .create(RouteSpec::tcp(name, listen, Upstream::Addr(upstream)))
             .expect("create route")
             .listen
     }
 
+    /// Creates an `http` or `grpc` route on a free loopback port.
+    pub fn route_with(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+        protocol: Protocol,
+        http: HttpOptions,
+    ) -> SocketAddr {
+        let mut spec = RouteSpec::tcp(name, "127.0.0.1:0", Upstream::Addr(upstream));
+        spec.protocol = protocol;
+        spec.http = http;
+        self.agent.table.create(spec).expect("create route").listen
+    }
+
+    /// Adds a rule through the native API; panics unless it is accepted.
+    pub async fn rule(&self, route: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = http::request(
+            self.admin,
+            "POST",
+            &format!("/faultline/v1/routes/{route}/rules"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, 201, "adding rule {body}: {}", r.body);
+        r.json()
+    }
+
     /// Adds a fault through the admin API (Toxiproxy JSON); panics unless it is accepted.
     pub async fn toxic(&self, route: &str, body: serde_json::Value) {
-        let r = http::request(self.admin, "POST", &format!("/proxies/{route}/toxics"), Some(&body)).await;
+        let r = http::request(
+            self.admin,
+            "POST",
+            &format!("/proxies/{route}/toxics"),
+            Some(&body),
+        )
+        .await;
         assert_eq!(r.status, 200, "adding toxic {body}: {}", r.body);
     }
 
     pub async fn remove_toxic(&self, route: &str, name: &str) {
-        let r = http::request(self.admin, "DELETE", &format!("/proxies/{route}/toxics/{name}"), None).await;
+        let r = http::request(
+            self.admin,
+            "DELETE",
+            &format!("/proxies/{route}/toxics/{name}"),
+            None,
+        )
+        .await;
         assert_eq!(r.status, 204, "removing toxic {name}: {}", r.body);
     }
 }

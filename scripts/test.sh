@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Extra arguments go to `cargo test`
+# (e.g. `scripts/test.sh --test admin_api`).
+#
+# Some end-to-end tests drive the agent with real third-party clients, run by
+# target/test-venv/bin/python (override: FAULTLINE_TEST_PYTHON):
+# - tests/toxiproxy_client.rs: the Toxiproxy client toxiproxy-python;
+# - tests/grpc_client.rs: the gRPC client grpcio, with grpcio-tools to generate its stubs at run
+#   time (grpcio-tools bundles protoc, so the machine needs none).
+# This script creates that venv and installs the pinned clients the first time; later runs only
+# check the installed versions.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+venv=target/test-venv
+requirements=(
+    toxiproxy-python==0.1.1
+    grpcio==1.85.1
+    grpcio-tools==1.85.1
+)
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+fi
+# The pinned requirements whose installed version differs (or that are missing), one a line.
+missing=$("$venv/bin/python" - "${requirements[@]}" <<'PY'
+import importlib.metadata as m
+import sys
+
+for req in sys.argv[1:]:
+    name, version = req.split("==")
+    try:
+        installed = m.version(name)
+    except m.PackageNotFoundError:
+        installed = None
+    if installed != version:
+        print(req)
+PY
+)
+if [[ -n "$missing" ]]; then
+    # shellcheck disable=SC2086 # one requirement a word
+    "$venv/bin/pip" install --quiet $missing
+fi
+
+exec cargo test --workspace --locked "$@"

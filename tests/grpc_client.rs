@@ -1,0 +1,432 @@
+//! Real gRPC clients against a `grpc` route: `tests/grpc_client.py` calls the in-process tonic
+//! Echo server (`support::grpc`) through the agent with grpcio 1.85.1, generating its stubs from
+//! `proto/faultline/testing/v1/echo.proto` at run time, while this test adds and removes rules
+//! through the admin API and checks what the client saw: status code, status message, the
+//! messages received and when. One test does the same with a tonic client.
+//!
+//! The interpreter is `$FAULTLINE_TEST_PYTHON`, or `target/test-venv/bin/python` in the workspace,
+//! which `scripts/test.sh` sets up. Without it the test fails: it never skips silently.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use faultline_agent::route::{HttpOptions, Protocol};
+use faultline_proto::testing::EchoRequest;
+use faultline_proto::testing::echo_client::EchoClient;
+use serde_json::{Value, json};
+use support::TestAgent;
+use support::grpc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+const ROUTE: &str = "echo";
+const UNARY: &str = "/faultline.testing.Echo/Unary";
+const SERVER_STREAM: &str = "/faultline.testing.Echo/ServerStream";
+/// How long the script may take to answer one command (its own deadline per call is 10 s).
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_unary_sees_injected_unavailable_with_its_message_until_the_rule_is_removed() {
+    let (agent, upstream, mut client) = setup().await;
+
+    // (a) No rule: the echo comes back.
+    client.unary("hello").await.assert_ok(&["hello"]);
+    assert_eq!(upstream.unary_calls(), 1);
+
+    // (b) An abort rule on Unary: every call fails with exactly the configured status.
+    agent
+        .rule(
+            ROUTE,
+            json!({
+                "name": "unavail", "type": "grpc_abort", "percentage": 100,
+                "match": {"grpc": UNARY},
+                "attributes": {"code": 14, "message": "injected outage"},
+            }),
+        )
+        .await;
+    for _ in 0..3 {
+        let out = client.unary("hello").await;
+        out.assert_status("UNAVAILABLE", "injected outage");
+        assert!(
+            out.replies.is_empty(),
+            "an aborted call got replies: {out:?}"
+        );
+    }
+    assert_eq!(
+        upstream.unary_calls(),
+        1,
+        "aborted calls reached the upstream"
+    );
+    // The rule matches Unary only: a stream on the same route and channel is untouched.
+    client.server_stream("s", 2, 0).await.assert_ok(&["s", "s"]);
+
+    // Without the rule, calls succeed again on the same channel.
+    remove_rule(&agent, "unavail").await;
+    client.unary("again").await.assert_ok(&["again"]);
+    assert_eq!(upstream.unary_calls(), 2);
+    client.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_server_stream_is_cut_after_exactly_three_messages_with_the_configured_status() {
+    let (agent, upstream, mut client) = setup().await;
+    client.server_stream("m", 10, 0).await.assert_ok(&["m"; 10]);
+
+    agent
+        .rule(
+            ROUTE,
+            json!({
+                "name": "cut", "type": "grpc_stream",
+                "match": {"grpc": SERVER_STREAM},
+                "attributes": {"after_messages": 3, "action": "status", "code": 14, "message": "stream cut"},
+            }),
+        )
+        .await;
+    let out = client.server_stream("m", 10, 0).await;
+    out.assert_status("UNAVAILABLE", "stream cut");
+    out.assert_replies(&["m"; 3]);
+    assert_eq!(upstream.stream_calls(), 2);
+    client.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_server_stream_reset_after_three_messages_fails_the_call() {
+    let (agent, _upstream, mut client) = setup().await;
+    agent
+        .rule(
+            ROUTE,
+            json!({
+                "name": "reset", "type": "grpc_stream",
+                "match": {"grpc": SERVER_STREAM},
+                "attributes": {"after_messages": 3, "action": "reset"},
+            }),
+        )
+        .await;
+    let out = client.server_stream("m", 10, 0).await;
+    // How grpcio names a reset stream depends on the RST_STREAM code (CANCEL: CANCELLED,
+    // INTERNAL_ERROR: INTERNAL, REFUSED_STREAM: UNAVAILABLE); any of them will do, OK will not.
+    assert_ne!(out.code, "OK", "a reset stream ended cleanly: {out:?}");
+    // The agent lets what it already sent reach the client before the RST_STREAM.
+    assert_eq!(
+        out.replies.len(),
+        3,
+        "a reset after 3 messages delivers exactly 3: {out:?}"
+    );
+    out.assert_replies(&["m"; 3]);
+    client.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_server_stream_message_delay_holds_back_each_message() {
+    let (agent, _upstream, mut client) = setup().await;
+    // Without the rule, five messages sent back to back take far less than 5 x 100 ms.
+    let out = client.server_stream("d", 5, 0).await;
+    out.assert_ok(&["d"; 5]);
+    assert!(
+        out.elapsed < Duration::from_millis(450),
+        "the stream is slow without a rule: {out:?}"
+    );
+
+    agent
+        .rule(
+            ROUTE,
+            json!({
+                "name": "slow", "type": "grpc_stream",
+                "match": {"grpc": SERVER_STREAM},
+                "attributes": {"message_delay": 100},
+            }),
+        )
+        .await;
+    let out = client.server_stream("d", 5, 0).await;
+    out.assert_ok(&["d"; 5]);
+    assert!(
+        out.elapsed >= Duration::from_millis(450),
+        "5 messages with a 100 ms delay each took {:?}: {out:?}",
+        out.elapsed
+    );
+    // The messages themselves are held back, not only the end of the stream.
+    assert!(
+        out.arrivals[4] >= Duration::from_millis(450),
+        "the 5th of 5 messages delayed 100 ms each arrived after {:?}: {out:?}",
+        out.arrivals[4]
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(3),
+        "the delayed stream took {:?}: {out:?}",
+        out.elapsed
+    );
+    client.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_unary_sees_injected_unavailable_with_its_message_until_the_rule_is_removed() {
+    let agent = support::agent().await;
+    let upstream = grpc::echo().await;
+    let route = agent.route_with(ROUTE, upstream.addr, Protocol::Grpc, HttpOptions::default());
+    let mut client = EchoClient::connect(format!("http://{route}"))
+        .await
+        .expect("connect to the route");
+    assert_eq!(tonic_unary(&mut client, "hello").await.unwrap(), "hello");
+    agent
+        .rule(
+            ROUTE,
+            json!({
+                "name": "unavail", "type": "grpc_abort", "percentage": 100,
+                "match": {"grpc": UNARY},
+                "attributes": {"code": 14, "message": "injected outage"},
+            }),
+        )
+        .await;
+    let status = tonic_unary(&mut client, "hello")
+        .await
+        .expect_err("the call is aborted");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "injected outage", "{status:?}");
+    assert_eq!(
+        upstream.unary_calls(),
+        1,
+        "the aborted call reached the upstream"
+    );
+
+    remove_rule(&agent, "unavail").await;
+    assert_eq!(tonic_unary(&mut client, "again").await.unwrap(), "again");
+    assert_eq!(upstream.unary_calls(), 2);
+}
+
+/// One Unary call with the tonic client; `Ok` holds the echoed message.
+async fn tonic_unary(client: &mut EchoClient<Channel>, message: &str) -> Result<String, Status> {
+    let req = EchoRequest {
+        message: message.into(),
+    };
+    tokio::time::timeout(STEP_TIMEOUT, client.unary(req))
+        .await
+        .expect("the tonic call ends")
+        .map(|r| r.into_inner().message)
+}
+
+/// An agent with a `grpc` route to a fresh Echo server, and the Python client on that route.
+async fn setup() -> (TestAgent, grpc::Upstream, PyClient) {
+    let python = python();
+    require_client(&python).await;
+    let agent = support::agent().await;
+    let upstream = grpc::echo().await;
+    let route = agent.route_with(ROUTE, upstream.addr, Protocol::Grpc, HttpOptions::default());
+    let client = PyClient::spawn(&python, route).await;
+    (agent, upstream, client)
+}
+
+async fn remove_rule(agent: &TestAgent, name: &str) {
+    let path = format!("/faultline/v1/routes/{ROUTE}/rules/{name}");
+    let r = support::http::request(agent.admin, "DELETE", &path, None).await;
+    assert_eq!(r.status, 204, "removing rule {name}: {}", r.body);
+}
+
+/// The interpreter to run the client with.
+fn python() -> PathBuf {
+    std::env::var_os("FAULTLINE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
+        })
+}
+
+/// Fails (never skips) unless `python` runs and can import grpcio and grpcio-tools.
+async fn require_client(python: &Path) {
+    const SETUP: &str = "run scripts/test.sh, which creates target/test-venv with \
+        grpcio==1.85.1 and grpcio-tools==1.85.1 (or set FAULTLINE_TEST_PYTHON to a Python \
+        that has them)";
+    let out = Command::new(python)
+        .args(["-c", "import grpc, grpc_tools.protoc"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP}", python.display()));
+    assert!(
+        out.status.success(),
+        "{} cannot import grpc and grpc_tools: {}; {SETUP}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+// === impl Outcome ===
+
+/// How one call ended, as the Python client saw it.
+#[derive(Debug)]
+struct Outcome {
+    /// The `grpc.StatusCode` name, e.g. `OK` or `UNAVAILABLE`.
+    code: String,
+    details: String,
+    /// `(message, sequence)` of each reply received, in order.
+    replies: Vec<(String, u64)>,
+    /// When each reply arrived, from the call's start.
+    arrivals: Vec<Duration>,
+    /// When the call ended, from its start.
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn parse(v: &Value) -> Option<Outcome> {
+        let ms = |v: &Value| v.as_f64().map(|ms| Duration::from_secs_f64(ms / 1000.0));
+        Some(Outcome {
+            code: v["code"].as_str()?.to_owned(),
+            details: v["details"].as_str()?.to_owned(),
+            replies: v["replies"]
+                .as_array()?
+                .iter()
+                .map(|r| Some((r["message"].as_str()?.to_owned(), r["sequence"].as_u64()?)))
+                .collect::<Option<_>>()?,
+            arrivals: v["arrivals_ms"]
+                .as_array()?
+                .iter()
+                .map(ms)
+                .collect::<Option<_>>()?,
+            elapsed: ms(&v["elapsed_ms"])?,
+        })
+    }
+
+    fn assert_ok(&self, messages: &[&str]) {
+        assert_eq!(self.code, "OK", "{self:?}");
+        self.assert_replies(messages);
+    }
+
+    fn assert_status(&self, code: &str, details: &str) {
+        assert_eq!(
+            (self.code.as_str(), self.details.as_str()),
+            (code, details),
+            "{self:?}"
+        );
+    }
+
+    /// The replies are exactly `messages`, with sequence numbers 0, 1, 2, ...
+    fn assert_replies(&self, messages: &[&str]) {
+        let want: Vec<(String, u64)> = (0..)
+            .zip(messages)
+            .map(|(i, m)| (m.to_string(), i))
+            .collect();
+        assert_eq!(self.replies, want, "{self:?}");
+    }
+}
+
+// === impl PyClient ===
+
+/// The running `grpc_client.py`, one JSON command and answer at a time.
+struct PyClient {
+    child: Child,
+    /// `None` once closed, which tells the script to exit.
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl PyClient {
+    /// Starts the script against `route` and waits until its stubs are generated.
+    async fn spawn(python: &Path, route: SocketAddr) -> PyClient {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_client.py");
+        let mut child = Command::new(python)
+            .arg(&path)
+            .arg(route.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut client = PyClient {
+            child,
+            stdin,
+            stdout,
+        };
+        let ready = client.answer("ready").await;
+        if ready != json!({"ready": true}) {
+            client.fail(&format!("expected ready, got {ready}")).await;
+        }
+        client
+    }
+
+    async fn unary(&mut self, message: &str) -> Outcome {
+        self.call(json!({"call": "Unary", "message": message}))
+            .await
+    }
+
+    async fn server_stream(&mut self, message: &str, count: u32, interval_ms: u32) -> Outcome {
+        self.call(json!({
+            "call": "ServerStream", "message": message, "count": count, "interval_ms": interval_ms,
+        }))
+        .await
+    }
+
+    async fn call(&mut self, command: Value) -> Outcome {
+        let mut line = command.to_string();
+        line.push('\n');
+        let stdin = self.stdin.as_mut().expect("the script's stdin is open");
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the script");
+        stdin.flush().await.unwrap();
+        let answer = self.answer(&command.to_string()).await;
+        match Outcome::parse(&answer) {
+            Some(outcome) => outcome,
+            None => {
+                self.fail(&format!("bad answer to {command}: {answer}"))
+                    .await
+            }
+        }
+    }
+
+    /// Closes stdin and expects a clean exit.
+    async fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(STEP_TIMEOUT, self.child.wait())
+            .await
+            .expect("the script exits")
+            .unwrap();
+        if !status.success() {
+            self.fail(&format!("exited with {status}")).await;
+        }
+    }
+
+    async fn answer(&mut self, to: &str) -> Value {
+        let line = match tokio::time::timeout(STEP_TIMEOUT, self.stdout.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) => self.fail(&format!("ended before answering {to}")).await,
+            Ok(Err(e)) => self.fail(&format!("reading the answer to {to}: {e}")).await,
+            Err(_) => {
+                self.fail(&format!("no answer to {to} after {STEP_TIMEOUT:?}"))
+                    .await
+            }
+        };
+        match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(&format!("answer to {to} is not JSON ({e}): {line}"))
+                    .await
+            }
+        }
+    }
+
+    /// Stops the script and panics with `what` and whatever it wrote to stderr.
+    async fn fail(&mut self, what: &str) -> ! {
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        panic!(
+            "grpc_client.py: {what}\n--- stderr ---\n{}",
+            stderr.trim_end()
+        );
+    }
+}
