@@ -14,6 +14,12 @@ use crate::tcp::DataPlane;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("--threads: cannot start {threads} data-plane threads: {source}")]
+    Workers {
+        threads: usize,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("--admin: cannot listen on {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -43,7 +49,11 @@ impl Agent {
     /// Must be called inside a Tokio runtime.
     pub async fn start(config: &AgentConfig) -> Result<Agent, StartError> {
         let drain = CancellationToken::new();
-        let plane = DataPlane::new(drain.clone(), config.connect_timeout);
+        let threads = config
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let plane = DataPlane::new(drain.clone(), config.connect_timeout, threads)
+            .map_err(|source| StartError::Workers { threads, source })?;
         let table = RouteTable::new(plane.clone());
         let admin = tokio::net::TcpListener::bind(config.admin)
             .await

@@ -22,11 +22,12 @@ fn main() -> ExitCode {
     };
     init_logging(config.log_format);
 
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.threads {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
+    // The control side (admin API, expiry, signals) runs here; the data plane runs on its own
+    // worker threads, started by the agent (see `tcp::workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline-agent: cannot start the runtime: {e}");

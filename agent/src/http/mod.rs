@@ -21,7 +21,6 @@ pub mod server;
 pub mod upgrade;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -31,15 +30,14 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::route::Protocol;
 
-/// What the connections of one open HTTP listener share: pooled upstream clients and the count
-/// of header-triggered faults in progress.
+/// What the connections of one HTTP listener's worker share: pooled upstream clients (so an
+/// upstream connection is only ever used from the worker thread that opened it).
 pub struct HttpRoute {
     pub protocol: Protocol,
     /// HTTP/1.1 upstream connections, kept alive and reused.
     pub h1: Client<HttpConnector, Incoming>,
     /// HTTP/2 (prior knowledge) upstream connections, multiplexed.
     pub h2: Client<HttpConnector, Incoming>,
-    pub header_active: Arc<AtomicU32>,
     pub connect_timeout: Duration,
     pub epoch: std::time::Instant,
 }
@@ -64,7 +62,6 @@ impl HttpRoute {
             protocol,
             h1,
             h2,
-            header_active: Arc::new(AtomicU32::new(0)),
             connect_timeout,
             epoch,
         })

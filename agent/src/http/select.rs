@@ -4,7 +4,7 @@
 //! added when the route allows them, up to its cap of concurrently active ones.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use http::{HeaderMap, Request, StatusCode};
 
 use crate::fault::http::{Abort, DelayPhase, GrpcAbort, GrpcStream, ResetPhase, grpc_abort};
 use crate::fault::{FaultKind, KindTag};
+use crate::metrics::RouteMetrics;
 use crate::route::RouteSnapshot;
 
 pub const HEADER_ABORT: &str = "x-faultline-abort";
@@ -54,11 +55,11 @@ impl Chosen {
 
 /// A place among the route's concurrently active header-triggered faults.
 #[derive(Debug)]
-pub struct HeaderSlot(Arc<AtomicU32>);
+pub struct HeaderSlot(Arc<RouteMetrics>);
 
 impl Drop for HeaderSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.0.header_faults_active.fetch_sub(1, Relaxed);
     }
 }
 
@@ -69,12 +70,7 @@ pub struct BadHeader {
     pub message: String,
 }
 
-pub fn choose<B>(
-    snap: &RouteSnapshot,
-    req: &Request<B>,
-    grpc: bool,
-    header_active: &Arc<AtomicU32>,
-) -> Result<Chosen, BadHeader> {
+pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<Chosen, BadHeader> {
     let mut c = Chosen::default();
     for af in snap.faults.iter() {
         let f = &af.fault;
@@ -143,7 +139,7 @@ pub fn choose<B>(
             &mut c,
             req.headers(),
             snap.http.max_header_faults,
-            header_active,
+            &snap.metrics,
         )?;
     }
     Ok(c)
@@ -161,7 +157,7 @@ fn header_faults(
     c: &mut Chosen,
     h: &HeaderMap,
     cap: u32,
-    active: &Arc<AtomicU32>,
+    metrics: &Arc<RouteMetrics>,
 ) -> Result<(), BadHeader> {
     let abort = h.get(HEADER_ABORT);
     let delay = h.get(HEADER_DELAY);
@@ -210,11 +206,12 @@ fn header_faults(
         })
         .transpose()?;
     // Take a place under the cap, or let the request through untouched.
+    let active = &metrics.header_faults_active;
     if active.fetch_add(1, Relaxed) >= cap {
         active.fetch_sub(1, Relaxed);
         return Ok(());
     }
-    c.slot = Some(HeaderSlot(active.clone()));
+    c.slot = Some(HeaderSlot(metrics.clone()));
     if let Some(d) = delay {
         c.request_delay += d;
     }

@@ -53,6 +53,8 @@ pub struct RouteMetrics {
     pub upstream_connect_errors: AtomicU64,
     /// Request-level counters; stay zero on `tcp` routes.
     pub http: HttpMetrics,
+    /// Header-triggered faults in progress now (capped per route by `max_header_faults`).
+    pub header_faults_active: std::sync::atomic::AtomicU32,
     injected: [AtomicU64; KindTag::ALL.len()],
     /// Milliseconds since the agent started at which a connect error was last logged; used to
     /// log a storm of failures once a second rather than once per connection.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::{ActiveFault, HttpOptions, Protocol, RouteSnapshot, RouteState, Upstream};
 use crate::fault::{Fault, FaultKind, Origin};
 use crate::metrics::{FaultCounters, RouteMetrics};
-use crate::tcp::{self, Accepting, DataPlane};
+use crate::tcp::{Accepting, DataPlane};
 
 /// What is needed to create a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,11 +148,11 @@ impl RouteTable {
         })
     }
 
-    fn closing(&self, task: tokio::task::JoinHandle<()>) {
+    fn closing(&self, tasks: Vec<tokio::task::JoinHandle<()>>) {
         self.closing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+            .extend(tasks);
     }
 
     /// Waits until every listener closed by a mutation has released its socket.
@@ -174,14 +174,14 @@ impl RouteTable {
         if inner.routes.contains_key(&spec.name) {
             return Err(RouteError::RouteExists(spec.name));
         }
-        let listener = tcp::bind(&spec.listen).map_err(|source| RouteError::Bind {
-            addr: spec.listen.clone(),
-            source,
-        })?;
-        let listen = listener.local_addr().map_err(|source| RouteError::Bind {
-            addr: spec.listen.clone(),
-            source,
-        })?;
+        let listener = self
+            .plane
+            .bind(&spec.listen)
+            .map_err(|source| RouteError::Bind {
+                addr: spec.listen.clone(),
+                source,
+            })?;
+        let listen = listener.local_addr();
         let name: Arc<str> = spec.name.as_str().into();
         let metrics = Arc::new(RouteMetrics::default());
         let placeholder = Arc::new(RouteSnapshot {
@@ -236,14 +236,11 @@ impl RouteTable {
                 .parse::<SocketAddr>()
                 .is_ok_and(|a| a == entry.listen);
             if !same {
-                let l = tcp::bind(listen).map_err(|source| RouteError::Bind {
+                let l = self.plane.bind(listen).map_err(|source| RouteError::Bind {
                     addr: listen.clone(),
                     source,
                 })?;
-                let addr = l.local_addr().map_err(|source| RouteError::Bind {
-                    addr: listen.clone(),
-                    source,
-                })?;
+                let addr = l.local_addr();
                 new_listener = Some((l, addr));
             }
         }
@@ -265,8 +262,10 @@ impl RouteTable {
                 && entry.accept.is_none()
                 && entry.wants_listener_with(true)
             {
-                let listener =
-                    tcp::bind(&entry.listen.to_string()).map_err(|source| RouteError::Bind {
+                let listener = self
+                    .plane
+                    .bind(&entry.listen.to_string())
+                    .map_err(|source| RouteError::Bind {
                         addr: entry.listen.to_string(),
                         source,
                     })?;
@@ -538,7 +537,7 @@ impl RouteTable {
     fn publish(&self, entry: &mut Entry) -> bool {
         entry.emit();
         match (entry.wants_listener(), entry.accept.is_some()) {
-            (true, false) => match tcp::bind(&entry.listen.to_string()) {
+            (true, false) => match self.plane.bind(&entry.listen.to_string()) {
                 Ok(l) => {
                     entry.accept = Some(self.plane.serve(l, entry.feed()));
                     false

@@ -7,6 +7,7 @@
 //!   snapshot change, never per chunk).
 //! - [`fast`]: the fast path: a cancel-safe copy loop with adaptive buffers, used while no
 //!   fault touches the connection.
+//! - [`workers`]: the worker threads (one current-thread runtime each, `SO_REUSEPORT`).
 //! - [`faulted`]: the faulted path: a reader and a writer per flow with a bounded queue between
 //!   them, where latency, bandwidth, slicing, timeouts, limits and resets are applied.
 
@@ -15,18 +16,21 @@ pub mod conn;
 pub mod fast;
 pub mod faulted;
 pub mod plan;
+pub mod workers;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::workers::Workers;
 use crate::route::RouteFeed;
 
-/// What every listener and connection shares: the drain signal, the task tracker used to wait
-/// for connections on shutdown, and data-plane settings.
+/// What every listener and connection shares: the worker threads, the drain signal, the task
+/// tracker used to wait for connections on shutdown, and data-plane settings.
 #[derive(Clone, Debug)]
 pub struct DataPlane {
     /// Cancelled once on shutdown: listeners stop accepting; open connections drain.
@@ -36,62 +40,107 @@ pub struct DataPlane {
     pub connect_timeout: Duration,
     /// Reference point for rate-limited logs.
     pub epoch: std::time::Instant,
+    workers: Arc<Workers>,
 }
 
 impl DataPlane {
-    pub fn new(drain: CancellationToken, connect_timeout: Duration) -> Self {
-        DataPlane {
+    /// Starts the data plane's `threads` worker threads.
+    pub fn new(
+        drain: CancellationToken,
+        connect_timeout: Duration,
+        threads: usize,
+    ) -> io::Result<Self> {
+        Ok(DataPlane {
             drain,
             tracker: TaskTracker::new(),
             connect_timeout,
             epoch: std::time::Instant::now(),
-        }
+            workers: Workers::start(threads)?,
+        })
     }
 
-    /// Starts accepting on `listener` for the route whose snapshots `rx` carries.
-    pub fn serve(&self, listener: tokio::net::TcpListener, feed: RouteFeed) -> Accepting {
+    /// Binds one listening socket per worker on `addr` (`SO_REUSEADDR`, so a route can listen
+    /// again on its port after a `down` fault while old connections linger in TIME_WAIT; and
+    /// `SO_REUSEPORT` between the workers' sockets). Port 0 picks one free port for all.
+    pub fn bind(&self, addr: &str) -> io::Result<Listeners> {
+        let mut addr: SocketAddr = addr
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:?}: {e}")))?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{addr:?} has no address"),
+                )
+            })?;
+        let n = self.workers.handles().len();
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 0..n {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            if n > 1 {
+                socket.set_reuse_port(true)?;
+            }
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            let std: std::net::TcpListener = socket.into();
+            addr = std.local_addr()?;
+            sockets.push(std);
+        }
+        Ok(Listeners { addr, sockets })
+    }
+
+    /// Starts accepting on `listeners` (one accept task per worker) for the route `feed` carries.
+    pub fn serve(&self, listeners: Listeners, feed: RouteFeed) -> Accepting {
         let stop = self.drain.child_token();
-        let task = tokio::spawn(accept::run(listener, feed, stop.clone(), self.clone()));
-        Accepting { stop, task }
+        let tasks = listeners
+            .sockets
+            .into_iter()
+            .zip(self.workers.handles())
+            .map(|(socket, handle)| {
+                let (feed, stop, plane) = (feed.clone(), stop.clone(), self.clone());
+                handle.spawn(async move {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => accept::run(l, feed, stop, plane).await,
+                        Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+                    }
+                })
+            })
+            .collect();
+        Accepting { stop, tasks }
     }
 }
 
-/// An open listener's accept task.
+/// A route's listening sockets, bound but not yet accepting.
+#[derive(Debug)]
+pub struct Listeners {
+    addr: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// An open route's accept tasks.
 #[derive(Debug)]
 pub struct Accepting {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Accepting {
-    /// Asks the task to stop; the listening socket is closed when the returned handle completes.
-    pub fn close(self) -> tokio::task::JoinHandle<()> {
+    /// Asks the tasks to stop; the listening sockets are closed when the returned handles
+    /// complete.
+    pub fn close(self) -> Vec<tokio::task::JoinHandle<()>> {
         self.stop.cancel();
-        self.task
+        self.tasks
     }
-}
-
-/// Binds a listening socket (`SO_REUSEADDR`, so a route can re-listen on its port after a
-/// `down` fault while old connections linger in TIME_WAIT).
-pub fn bind(addr: &str) -> io::Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = addr
-        .to_socket_addrs()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:?}: {e}")))?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{addr:?} has no address"),
-            )
-        })?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    tokio::net::TcpListener::from_std(socket.into())
 }
