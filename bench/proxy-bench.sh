@@ -26,6 +26,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
   --candidate-name faultline \
   --candidate-tcp "$agent --listen {listen} --upstream {upstream} --admin {admin}" \
   --candidate-http "$agent --listen {listen} --upstream {upstream} --admin {admin} --protocol http" \
+  --extra "faultline-rules:http=$PWD/bench/agent-with-rules.sh $agent {listen} {upstream} {admin} {workdir}" \
   --json "bench/results/proxy-bench-$stamp.json" \
   --markdown "bench/results/proxy-bench-$stamp.md" \
   "$@"

@@ -10,8 +10,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use faultline_agent::route::{HttpOptions, Protocol};
@@ -20,8 +19,7 @@ use faultline_proto::testing::echo_client::EchoClient;
 use serde_json::{Value, json};
 use support::TestAgent;
 use support::grpc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use support::python::{self, NoLine, PyScript, Requirement};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -30,6 +28,14 @@ const UNARY: &str = "/faultline.testing.Echo/Unary";
 const SERVER_STREAM: &str = "/faultline.testing.Echo/ServerStream";
 /// How long the script may take to answer one command (its own deadline per call is 10 s).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the script needs from the interpreter.
+const CLIENT: Requirement = Requirement {
+    import: "import grpc, grpc_tools.protoc",
+    modules: "grpc and grpc_tools",
+    setup: "run scripts/test.sh, which creates target/test-venv with \
+        grpcio==1.85.1 and grpcio-tools==1.85.1 (or set FAULTLINE_TEST_PYTHON to a Python \
+        that has them)",
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_unary_sees_injected_unavailable_with_its_message_until_the_rule_is_removed() {
@@ -212,8 +218,7 @@ async fn tonic_unary(client: &mut EchoClient<Channel>, message: &str) -> Result<
 
 /// An agent with a `grpc` route to a fresh Echo server, and the Python client on that route.
 async fn setup() -> (TestAgent, grpc::Upstream, PyClient) {
-    let python = python();
-    require_client(&python).await;
+    let python = python::interpreter(&CLIENT).await;
     let agent = support::agent().await;
     let upstream = grpc::echo().await;
     let route = agent.route_with(ROUTE, upstream.addr, Protocol::Grpc, HttpOptions::default());
@@ -225,33 +230,6 @@ async fn remove_rule(agent: &TestAgent, name: &str) {
     let path = format!("/faultline/v1/routes/{ROUTE}/rules/{name}");
     let r = support::http::request(agent.admin, "DELETE", &path, None).await;
     assert_eq!(r.status, 204, "removing rule {name}: {}", r.body);
-}
-
-/// The interpreter to run the client with.
-fn python() -> PathBuf {
-    std::env::var_os("FAULTLINE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
-        })
-}
-
-/// Fails (never skips) unless `python` runs and can import grpcio and grpcio-tools.
-async fn require_client(python: &Path) {
-    const SETUP: &str = "run scripts/test.sh, which creates target/test-venv with \
-        grpcio==1.85.1 and grpcio-tools==1.85.1 (or set FAULTLINE_TEST_PYTHON to a Python \
-        that has them)";
-    let out = Command::new(python)
-        .args(["-c", "import grpc, grpc_tools.protoc"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP}", python.display()));
-    assert!(
-        out.status.success(),
-        "{} cannot import grpc and grpc_tools: {}; {SETUP}",
-        python.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
 }
 
 // === impl Outcome ===
@@ -317,35 +295,20 @@ impl Outcome {
 
 /// The running `grpc_client.py`, one JSON command and answer at a time.
 struct PyClient {
-    child: Child,
-    /// `None` once closed, which tells the script to exit.
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
+    py: PyScript,
 }
 
 impl PyClient {
     /// Starts the script against `route` and waits until its stubs are generated.
     async fn spawn(python: &Path, route: SocketAddr) -> PyClient {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_client.py");
-        let mut child = Command::new(python)
-            .arg(&path)
-            .arg(route.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut client = PyClient {
-            child,
-            stdin,
-            stdout,
-        };
+        let py = PyScript::spawn(python, "grpc_client.py", [route.to_string()], STEP_TIMEOUT);
+        let mut client = PyClient { py };
         let ready = client.answer("ready").await;
         if ready != json!({"ready": true}) {
-            client.fail(&format!("expected ready, got {ready}")).await;
+            client
+                .py
+                .fail(&format!("expected ready, got {ready}"))
+                .await;
         }
         client
     }
@@ -363,70 +326,45 @@ impl PyClient {
     }
 
     async fn call(&mut self, command: Value) -> Outcome {
-        let mut line = command.to_string();
-        line.push('\n');
-        let stdin = self.stdin.as_mut().expect("the script's stdin is open");
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to the script");
-        stdin.flush().await.unwrap();
+        self.py.send(&command.to_string()).await;
         let answer = self.answer(&command.to_string()).await;
         match Outcome::parse(&answer) {
             Some(outcome) => outcome,
             None => {
-                self.fail(&format!("bad answer to {command}: {answer}"))
+                self.py
+                    .fail(&format!("bad answer to {command}: {answer}"))
                     .await
             }
         }
     }
 
     /// Closes stdin and expects a clean exit.
-    async fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = tokio::time::timeout(STEP_TIMEOUT, self.child.wait())
-            .await
-            .expect("the script exits")
-            .unwrap();
-        if !status.success() {
-            self.fail(&format!("exited with {status}")).await;
-        }
+    async fn finish(self) {
+        self.py.finish().await;
     }
 
     async fn answer(&mut self, to: &str) -> Value {
-        let line = match tokio::time::timeout(STEP_TIMEOUT, self.stdout.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) => self.fail(&format!("ended before answering {to}")).await,
-            Ok(Err(e)) => self.fail(&format!("reading the answer to {to}: {e}")).await,
-            Err(_) => {
-                self.fail(&format!("no answer to {to} after {STEP_TIMEOUT:?}"))
+        let line = match self.py.next_line().await {
+            Ok(line) => line,
+            Err(NoLine::Ended) => self.py.fail(&format!("ended before answering {to}")).await,
+            Err(NoLine::Unreadable(e)) => {
+                self.py
+                    .fail(&format!("reading the answer to {to}: {e}"))
+                    .await
+            }
+            Err(NoLine::TimedOut(after)) => {
+                self.py
+                    .fail(&format!("no answer to {to} after {after:?}"))
                     .await
             }
         };
         match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                self.fail(&format!("answer to {to} is not JSON ({e}): {line}"))
+                self.py
+                    .fail(&format!("answer to {to} is not JSON ({e}): {line}"))
                     .await
             }
         }
-    }
-
-    /// Stops the script and panics with `what` and whatever it wrote to stderr.
-    async fn fail(&mut self, what: &str) -> ! {
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr).await;
-        }
-        panic!(
-            "grpc_client.py: {what}\n--- stderr ---\n{}",
-            stderr.trim_end()
-        );
     }
 }

@@ -12,24 +12,28 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use support::python::{self, NoLine, PyScript, Requirement};
 use support::servers::{self, round_trip};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// The latency toxic the client adds.
 const LATENCY: Duration = Duration::from_millis(300);
 /// How long the script may take to reach its next step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the script needs from the interpreter.
+const CLIENT: Requirement = Requirement {
+    import: "import toxiproxy",
+    modules: "toxiproxy",
+    setup: "run scripts/test.sh, which creates target/test-venv with \
+        toxiproxy-python==0.1.1 (or set FAULTLINE_TEST_PYTHON to a Python that has it)",
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn toxiproxy_python_client_manages_a_proxy_and_its_latency_toxic_delays_traffic() {
-    let python = python();
-    require_client(&python).await;
+    let python = python::interpreter(&CLIENT).await;
     let agent = support::agent().await;
     let upstream = servers::echo().await;
     let listen = quiet_addr();
@@ -64,32 +68,6 @@ async fn toxiproxy_python_client_manages_a_proxy_and_its_latency_toxic_delays_tr
     script.go().await;
 
     script.finished().await;
-}
-
-/// The interpreter to run the client with.
-fn python() -> PathBuf {
-    std::env::var_os("FAULTLINE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
-        })
-}
-
-/// Fails (never skips) unless `python` runs and can import the client library.
-async fn require_client(python: &Path) {
-    const SETUP: &str = "run scripts/test.sh, which creates target/test-venv with \
-        toxiproxy-python==0.1.1 (or set FAULTLINE_TEST_PYTHON to a Python that has it)";
-    let out = Command::new(python)
-        .args(["-c", "import toxiproxy"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP}", python.display()));
-    assert!(
-        out.status.success(),
-        "{} cannot import toxiproxy: {}; {SETUP}",
-        python.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
 }
 
 /// A free loopback address below the kernel's ephemeral port range (Linux: 32768-60999), for
@@ -137,33 +115,19 @@ async fn eventually_refused(listen: SocketAddr) {
 
 /// The running client script, spoken to one line at a time.
 struct Script {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    py: PyScript,
 }
 
 impl Script {
     fn spawn(python: &Path, admin: SocketAddr, upstream: SocketAddr, listen: SocketAddr) -> Script {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/toxiproxy_client.py");
-        let mut child = Command::new(python)
-            .arg(&path)
-            .arg(admin.to_string())
-            .arg(upstream.to_string())
-            .arg(LATENCY.as_millis().to_string())
-            .arg(listen.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Script {
-            child,
-            stdin,
-            stdout,
-        }
+        let args = [
+            admin.to_string(),
+            upstream.to_string(),
+            LATENCY.as_millis().to_string(),
+            listen.to_string(),
+        ];
+        let py = PyScript::spawn(python, "toxiproxy_client.py", args, STEP_TIMEOUT);
+        Script { py }
     }
 
     /// Waits for the script to report `step` and returns the listen address it printed.
@@ -174,65 +138,35 @@ impl Script {
                 .parse()
                 .unwrap_or_else(|e| panic!("{step}: bad address {addr:?}: {e}")),
             _ => {
-                self.fail(&format!("expected step {step:?}, got {line:?}"))
+                self.py
+                    .fail(&format!("expected step {step:?}, got {line:?}"))
                     .await
             }
         }
     }
 
     async fn go(&mut self) {
-        self.stdin
-            .write_all(b"go\n")
-            .await
-            .expect("write to the script");
-        self.stdin.flush().await.unwrap();
+        self.py.send("go").await;
     }
 
     /// Expects the final `ok` and a successful exit.
     async fn finished(mut self) {
         let line = self.line("ok").await;
         if line != "ok" {
-            self.fail(&format!("expected \"ok\", got {line:?}")).await;
+            self.py
+                .fail(&format!("expected \"ok\", got {line:?}"))
+                .await;
         }
-        let status = tokio::time::timeout(STEP_TIMEOUT, self.child.wait())
-            .await
-            .expect("the script exits")
-            .unwrap();
-        if !status.success() {
-            self.fail(&format!("exited with {status}")).await;
-        }
+        self.py.finish().await;
     }
 
     async fn line(&mut self, waiting_for: &str) -> String {
-        match tokio::time::timeout(STEP_TIMEOUT, self.stdout.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) => self.fail(&format!("ended before {waiting_for:?}")).await,
-            Ok(Err(e)) => {
-                self.fail(&format!("reading stdout before {waiting_for:?}: {e}"))
-                    .await
-            }
-            Err(_) => {
-                self.fail(&format!("no {waiting_for:?} after {STEP_TIMEOUT:?}"))
-                    .await
-            }
-        }
-    }
-
-    /// Stops the script and panics with `what` and whatever it wrote to stderr.
-    async fn fail(&mut self, what: &str) -> ! {
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr).await;
-        }
-        panic!(
-            "toxiproxy_client.py: {what}\n--- stderr ---\n{}",
-            stderr.trim_end()
-        );
+        let what = match self.py.next_line().await {
+            Ok(line) => return line,
+            Err(NoLine::Ended) => format!("ended before {waiting_for:?}"),
+            Err(NoLine::Unreadable(e)) => format!("reading stdout before {waiting_for:?}: {e}"),
+            Err(NoLine::TimedOut(after)) => format!("no {waiting_for:?} after {after:?}"),
+        };
+        self.py.fail(&what).await
     }
 }

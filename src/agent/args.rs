@@ -162,7 +162,7 @@ pub struct FaultAdd {
 }
 
 const FAULT_TYPES: &str = "\
-TCP fault types and their attributes (Toxiproxy's names and units; an agent may know
+Fault types and their attributes (Toxiproxy's names and units; an agent may know
 more types, and its error for an unknown one lists them all):
   latency      latency, jitter (ms)
   bandwidth    rate (KB/s)
@@ -173,6 +173,15 @@ more types, and its error for an unknown one lists them all):
   limit_data   bytes
   down         (none)
   partition    cidrs (list), peer (client|upstream), action (refuse|blackhole)
+
+Request-level types, on http and grpc routes (toxicity is then per request; a `match` or
+`cohort` needs the admin API's JSON, e.g. POST /faultline/v1/routes/ROUTE/rules):
+  http_abort     status (200..599), body
+  http_delay     delay, jitter (ms), phase (request|response)
+  http_throttle  bytes_per_second
+  http_reset     phase (before_response|mid_response), after_bytes
+  grpc_abort     code (1..16 or a name such as UNAVAILABLE), message
+  grpc_stream    after_messages, after (ms), action (reset|status), code, message, message_delay (ms)
 
 Examples:
   faultline agent fault add api --type latency --attr latency=200 --attr jitter=50

@@ -5,6 +5,7 @@
 pub mod grpc;
 pub mod http;
 pub mod http_upstream;
+pub mod python;
 pub mod servers;
 
 use std::net::SocketAddr;

@@ -30,12 +30,11 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::route::Protocol;
 
-/// What the connections of one HTTP listener's worker share: pooled upstream clients (so an
-/// upstream connection is only ever used from the worker thread that opened it).
+/// What the connections of one HTTP listener's worker share: the pooled HTTP/2 upstream client
+/// (so an upstream connection is only ever used from the worker thread that opened it).
+/// HTTP/1.1 clients each get their own upstream connection (see `proxy::ConnState`).
 pub struct HttpRoute {
     pub protocol: Protocol,
-    /// HTTP/1.1 upstream connections, kept alive and reused.
-    pub h1: Client<HttpConnector, Incoming>,
     /// HTTP/2 (prior knowledge) upstream connections, multiplexed.
     pub h2: Client<HttpConnector, Incoming>,
     pub connect_timeout: Duration,
@@ -51,16 +50,12 @@ impl HttpRoute {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector.clone());
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
         Arc::new(HttpRoute {
             protocol,
-            h1,
             h2,
             connect_timeout,
             epoch,

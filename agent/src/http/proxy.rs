@@ -1,9 +1,12 @@
 //! One request: choose its faults, apply them around the upstream call, stream the answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::HttpRoute;
@@ -16,6 +19,71 @@ use crate::route::{Protocol, RouteSnapshot, RouteState};
 pub struct ConnState {
     pub current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
     pub route: Arc<HttpRoute>,
+    /// This client connection's upstream HTTP/1.1 connection, opened on first use and replaced
+    /// when it closes. Its driver task runs on this connection's worker thread.
+    ///
+    /// Why a `Mutex`: hyper serves an HTTP/1 connection one request at a time, so this is never
+    /// contended: a request takes the sender out, starts its call, and puts it back before
+    /// awaiting the answer; the lock is never held across an `.await`.
+    pub h1: Mutex<Option<http1::SendRequest<Incoming>>>,
+}
+
+impl ConnState {
+    pub fn new(current: Arc<arc_swap::ArcSwap<RouteSnapshot>>, route: Arc<HttpRoute>) -> Self {
+        ConnState {
+            current,
+            route,
+            h1: Mutex::new(None),
+        }
+    }
+
+    fn take_h1(&self) -> Option<http1::SendRequest<Incoming>> {
+        self.h1.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put_h1(&self, s: http1::SendRequest<Incoming>) {
+        *self.h1.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    /// Sends an HTTP/1.1 request on this client connection's upstream connection.
+    async fn send_h1(
+        &self,
+        snap: &RouteSnapshot,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
+        let mut sender = match self.take_h1().filter(|s| !s.is_closed()) {
+            Some(s) => s,
+            None => self.connect_h1(snap).await?,
+        };
+        if sender.ready().await.is_err() {
+            sender = self.connect_h1(snap).await?;
+            sender.ready().await.map_err(|e| e.to_string())?;
+        }
+        let call = sender.send_request(req);
+        self.put_h1(sender);
+        call.await.map_err(|e| e.to_string())
+    }
+
+    async fn connect_h1(
+        &self,
+        snap: &RouteSnapshot,
+    ) -> Result<http1::SendRequest<Incoming>, String> {
+        let addr = snap.upstream.resolve().await.map_err(|e| e.to_string())?;
+        let stream = tokio::time::timeout(self.route.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
 }
 
 const FAULT_HEADER: &str = "x-faultline-fault";
@@ -51,32 +119,35 @@ pub async fn handle(
     if snap.http.header_faults {
         select::strip_directives(&mut parts.headers);
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    parts.uri = match Uri::try_from(format!("http://{}{path}", snap.upstream)) {
-        Ok(u) => u,
-        Err(e) => {
-            return Ok(local(
-                StatusCode::BAD_REQUEST,
-                format!("faultline: bad request target: {e}\n"),
-            ));
-        }
-    };
     let use_h2 = conn.route.protocol == Protocol::Grpc || parts.version == Version::HTTP_2;
-    parts.version = if use_h2 {
-        Version::HTTP_2
+    let resp = if use_h2 {
+        // HTTP/2: the pooled, multiplexed client needs the upstream in an absolute URI.
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = match Uri::try_from(format!("http://{}{path}", snap.upstream)) {
+            Ok(u) => u,
+            Err(e) => {
+                return Ok(local(
+                    StatusCode::BAD_REQUEST,
+                    format!("faultline: bad request target: {e}\n"),
+                ));
+            }
+        };
+        parts.version = Version::HTTP_2;
+        conn.route
+            .h2
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| e.to_string())
     } else {
-        Version::HTTP_11
+        // HTTP/1.1: this client connection's own upstream connection, request target unchanged.
+        parts.version = Version::HTTP_11;
+        conn.send_h1(&snap, Request::from_parts(parts, body)).await
     };
-    let client = if use_h2 {
-        &conn.route.h2
-    } else {
-        &conn.route.h1
-    };
-    let resp = match client.request(Request::from_parts(parts, body)).await {
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => return Ok(upstream_failed(&snap, &conn.route, is_grpc, &e, started)),
     };
@@ -183,7 +254,7 @@ fn upstream_failed(
     snap: &RouteSnapshot,
     route: &HttpRoute,
     is_grpc: bool,
-    e: &hyper_util::client::legacy::Error,
+    e: &str,
     started: Instant,
 ) -> Response<ProxyBody> {
     let metrics = &snap.metrics;

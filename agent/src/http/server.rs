@@ -40,10 +40,7 @@ pub async fn serve(
         return finish(stream, None, cut);
     }
 
-    let state = Arc::new(ConnState {
-        current: feed.current.clone(),
-        route: route.clone(),
-    });
+    let state = Arc::new(ConnState::new(feed.current.clone(), route.clone()));
     let svc = service_fn(move |req| proxy::handle(state.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
