@@ -205,6 +205,86 @@ async fn tonic_unary_sees_injected_unavailable_with_its_message_until_the_rule_i
     assert_eq!(upstream.unary_calls(), 2);
 }
 
+/// A tonic client on a fresh `grpc` route, and the route's agent and upstream.
+async fn tonic_setup() -> (TestAgent, grpc::Upstream, EchoClient<Channel>) {
+    let agent = support::agent().await;
+    let upstream = grpc::echo().await;
+    let route = agent.route_with(ROUTE, upstream.addr, Protocol::Grpc, HttpOptions::default());
+    let client = EchoClient::connect(format!("http://{route}"))
+        .await
+        .expect("connect to the route");
+    (agent, upstream, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_unary_is_delayed_by_an_http_delay_rule() {
+    let (agent, _upstream, mut client) = tonic_setup().await;
+    let t = std::time::Instant::now();
+    tonic_unary(&mut client, "warm").await.unwrap();
+    let base = t.elapsed();
+    agent
+        .rule(ROUTE, json!({"name": "slow", "type": "http_delay", "match": {"grpc": UNARY}, "attributes": {"delay": 200}}))
+        .await;
+    let t = std::time::Instant::now();
+    assert_eq!(tonic_unary(&mut client, "late").await.unwrap(), "late");
+    let added = t.elapsed().saturating_sub(base);
+    assert!(
+        added >= Duration::from_millis(195) && added < Duration::from_millis(320),
+        "{added:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_server_stream_is_throttled_by_an_http_throttle_rule() {
+    let (agent, _upstream, mut client) = tonic_setup().await;
+    // 40 replies of ~2 kB each is ~80 kB: at 40 kB/s (4 kB initial bucket) about 1.9 s.
+    agent
+        .rule(ROUTE, json!({"name": "thin", "type": "http_throttle", "match": {"grpc": SERVER_STREAM}, "attributes": {"bytes_per_second": 40000}}))
+        .await;
+    let message = "x".repeat(2000);
+    let t = std::time::Instant::now();
+    let req = faultline_proto::testing::StreamRequest {
+        message: message.clone(),
+        count: 40,
+        interval_ms: 0,
+    };
+    let mut stream = client
+        .server_stream(req)
+        .await
+        .expect("stream starts")
+        .into_inner();
+    let mut n = 0;
+    while let Some(reply) = stream.message().await.expect("stream completes") {
+        assert_eq!(reply.message, message);
+        n += 1;
+    }
+    let took = t.elapsed();
+    assert_eq!(n, 40);
+    assert!(
+        took >= Duration::from_millis(1700) && took < Duration::from_millis(2600),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_unary_sees_a_reset_stream_from_an_http_reset_rule() {
+    let (agent, upstream, mut client) = tonic_setup().await;
+    agent
+        .rule(
+            ROUTE,
+            json!({"name": "rst", "type": "http_reset", "match": {"grpc": UNARY}}),
+        )
+        .await;
+    let status = tonic_unary(&mut client, "gone")
+        .await
+        .expect_err("the stream is reset");
+    // tonic reports a RST_STREAM as an error status; the call never reached the upstream.
+    assert_ne!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(upstream.unary_calls(), 0);
+    remove_rule(&agent, "rst").await;
+    assert_eq!(tonic_unary(&mut client, "back").await.unwrap(), "back");
+}
+
 /// One Unary call with the tonic client; `Ok` holds the echoed message.
 async fn tonic_unary(client: &mut EchoClient<Channel>, message: &str) -> Result<String, Status> {
     let req = EchoRequest {

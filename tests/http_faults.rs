@@ -446,6 +446,69 @@ async fn upgrades_pass_through_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_tunnels_pass_through_untouched() {
+    let (_agent, _up, addr) = setup(HttpOptions::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nhost: db.internal:5432\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        buf.push(byte[0]);
+    }
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    s.write_all(b"\x00\x01binary tunnel bytes").await.unwrap();
+    let mut back = [0u8; 21];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"\x00\x01binary tunnel bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_triggered_faults_are_capped_per_route() {
+    let options = HttpOptions {
+        header_faults: true,
+        max_header_faults: 2,
+        ..HttpOptions::default()
+    };
+    let (_agent, _up, addr) = setup(options).await;
+    let c = h1();
+    // Six concurrent requests each ask for a 300 ms delay; only two may have it at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let c = c.clone();
+        tasks.spawn(async move {
+            send(
+                &c,
+                "GET",
+                addr,
+                "/hello",
+                Bytes::new(),
+                &[("x-faultline-delay", "300ms")],
+            )
+            .await
+            .unwrap()
+            .took
+        });
+    }
+    let mut delayed = 0;
+    while let Some(took) = tasks.join_next().await {
+        if took.unwrap() >= Duration::from_millis(295) {
+            delayed += 1;
+        }
+    }
+    assert_eq!(
+        delayed, 2,
+        "the cap of 2 concurrent header faults was not kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes_get_400_and_the_agent_keeps_serving() {
     let (_agent, _up, addr) = setup(HttpOptions::default()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();

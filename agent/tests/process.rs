@@ -50,7 +50,12 @@ impl Proc {
 /// Starts the agent with `args`, waits for its "agent started" log line and reads the admin
 /// address from it.
 fn start(args: &[&str]) -> Proc {
+    start_with(args, &[])
+}
+
+fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(AGENT)
+        .envs(envs.iter().copied())
         .args([
             "--admin",
             "127.0.0.1:0",
@@ -145,6 +150,23 @@ fn a_listen_port_already_taken_is_a_clear_startup_error() {
         stderr.contains("listen") && stderr.contains(&port.to_string()),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_come_from_the_environment_too() {
+    let agent = start_with(
+        &[],
+        &[(
+            "FAULTLINE_ROUTES",
+            "cache=127.0.0.1:0=127.0.0.1:6379,api=127.0.0.1:0=127.0.0.1:8080=http",
+        )],
+    );
+    let all = http::request(agent.admin, "GET", "/proxies", None)
+        .await
+        .json();
+    assert_eq!(all["cache"]["upstream"], "127.0.0.1:6379");
+    assert_eq!(all["cache"]["protocol"], "tcp");
+    assert_eq!(all["api"]["protocol"], "http");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! - `POST /echo` -> the request body, streamed back
 //! - `GET /status/N` -> status N
 //! - `GET /upgrade` with `Upgrade: echo` -> 101, then echoes raw bytes
+//! - `CONNECT anything` -> 200, then echoes raw bytes (a tunnel)
 //!
 //! Every response carries `x-upstream-requests: <count>` so tests can tell whether a request
 //! reached it.
@@ -59,7 +60,8 @@ async fn serve(
         *r.status_mut() = StatusCode::from_u16(code.parse().unwrap_or(500))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         r
-    } else if path == "/upgrade" {
+    } else if req.method() == http::Method::CONNECT || path == "/upgrade" {
+        let req_is_connect = req.method() == http::Method::CONNECT;
         let mut req = req;
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -70,10 +72,12 @@ async fn serve(
             }
         });
         let mut r = Response::new(full(Bytes::new()));
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut()
-            .insert("connection", "upgrade".parse().unwrap());
-        r.headers_mut().insert("upgrade", "echo".parse().unwrap());
+        if !req_is_connect {
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            r.headers_mut().insert("upgrade", "echo".parse().unwrap());
+        }
         r
     } else {
         let mut r = Response::new(full("not found"));
