@@ -20,7 +20,7 @@ pub mod select;
 pub mod server;
 pub mod upgrade;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -39,6 +39,32 @@ pub struct HttpRoute {
     pub h2: Client<HttpConnector, Incoming>,
     pub connect_timeout: Duration,
     pub epoch: std::time::Instant,
+    /// Upstream HTTP/1.1 connections left idle by clients that went away, for the next client
+    /// connection of this worker. Taken and returned once per client connection, never per
+    /// request; only this worker's thread touches it, so the lock is never contended.
+    idle_h1: Mutex<Vec<proxy::Upstream1>>,
+}
+
+/// Idle upstream HTTP/1.1 connections kept per worker and route.
+const IDLE_H1_MAX: usize = 256;
+
+impl HttpRoute {
+    pub(crate) fn take_idle_h1(&self, addr: std::net::SocketAddr) -> Option<proxy::Upstream1> {
+        let mut idle = self.idle_h1.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(u) = idle.pop() {
+            if u.reusable_for(addr) {
+                return Some(u);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn put_idle_h1(&self, u: proxy::Upstream1) {
+        let mut idle = self.idle_h1.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_H1_MAX {
+            idle.push(u);
+        }
+    }
 }
 
 impl HttpRoute {
@@ -59,6 +85,7 @@ impl HttpRoute {
             h2,
             connect_timeout,
             epoch,
+            idle_h1: Mutex::new(Vec::new()),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! One request: choose its faults, apply them around the upstream call, stream the answer.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -19,13 +20,20 @@ use crate::route::{Protocol, RouteSnapshot, RouteState};
 pub struct ConnState {
     pub current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
     pub route: Arc<HttpRoute>,
-    /// This client connection's upstream HTTP/1.1 connection, opened on first use and replaced
-    /// when it closes. Its driver task runs on this connection's worker thread.
+    /// The upstream HTTP/1.1 connection this client connection sends on: taken from the
+    /// worker's idle connections or opened on first use, replaced when it closes, and handed
+    /// back to the idle connections when the client goes away.
     ///
     /// Why a `Mutex`: hyper serves an HTTP/1 connection one request at a time, so this is never
     /// contended: a request takes the sender out, starts its call, and puts it back before
     /// awaiting the answer; the lock is never held across an `.await`.
-    pub h1: Mutex<Option<http1::SendRequest<Incoming>>>,
+    h1: Mutex<Option<Upstream1>>,
+}
+
+/// An upstream HTTP/1.1 connection and where it goes.
+pub struct Upstream1 {
+    addr: SocketAddr,
+    sender: http1::SendRequest<Incoming>,
 }
 
 impl ConnState {
@@ -37,12 +45,12 @@ impl ConnState {
         }
     }
 
-    fn take_h1(&self) -> Option<http1::SendRequest<Incoming>> {
+    fn take_h1(&self) -> Option<Upstream1> {
         self.h1.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
-    fn put_h1(&self, s: http1::SendRequest<Incoming>) {
-        *self.h1.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    fn put_h1(&self, u: Upstream1) {
+        *self.h1.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
     }
 
     /// Sends an HTTP/1.1 request on this client connection's upstream connection.
@@ -51,24 +59,24 @@ impl ConnState {
         snap: &RouteSnapshot,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
-        let mut sender = match self.take_h1().filter(|s| !s.is_closed()) {
-            Some(s) => s,
-            None => self.connect_h1(snap).await?,
+        let addr = snap.upstream.resolve().await.map_err(|e| e.to_string())?;
+        let own = self
+            .take_h1()
+            .filter(|u| u.addr == addr && !u.sender.is_closed());
+        let mut up = match own.or_else(|| self.route.take_idle_h1(addr)) {
+            Some(u) => u,
+            None => self.connect_h1(addr).await?,
         };
-        if sender.ready().await.is_err() {
-            sender = self.connect_h1(snap).await?;
-            sender.ready().await.map_err(|e| e.to_string())?;
+        if up.sender.ready().await.is_err() {
+            up = self.connect_h1(addr).await?;
+            up.sender.ready().await.map_err(|e| e.to_string())?;
         }
-        let call = sender.send_request(req);
-        self.put_h1(sender);
+        let call = up.sender.send_request(req);
+        self.put_h1(up);
         call.await.map_err(|e| e.to_string())
     }
 
-    async fn connect_h1(
-        &self,
-        snap: &RouteSnapshot,
-    ) -> Result<http1::SendRequest<Incoming>, String> {
-        let addr = snap.upstream.resolve().await.map_err(|e| e.to_string())?;
+    async fn connect_h1(&self, addr: SocketAddr) -> Result<Upstream1, String> {
         let stream = tokio::time::timeout(self.route.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
@@ -82,7 +90,25 @@ impl ConnState {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(sender)
+        Ok(Upstream1 { addr, sender })
+    }
+}
+
+impl Upstream1 {
+    /// Still open, idle, and going where the route now points.
+    pub(crate) fn reusable_for(&self, addr: SocketAddr) -> bool {
+        self.addr == addr && !self.sender.is_closed() && self.sender.is_ready()
+    }
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        // An upstream connection with no request in flight can serve the next client.
+        if let Some(u) = self.take_h1() {
+            if u.sender.is_ready() {
+                self.route.put_idle_h1(u);
+            }
+        }
     }
 }
 
