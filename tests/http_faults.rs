@@ -308,14 +308,20 @@ async fn a_rule_added_while_a_keep_alive_connection_is_open_affects_its_next_req
     assert!(second.starts_with("HTTP/1.1 429"), "{second}");
 }
 
-/// Reads one response with a content-length body.
-async fn read_response(s: &mut TcpStream) -> String {
+/// Reads a response head, byte by byte, so nothing after it is consumed.
+async fn read_head(s: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut byte).await.unwrap();
         buf.push(byte[0]);
     }
+    buf
+}
+
+/// Reads one response with a content-length body.
+async fn read_response(s: &mut TcpStream) -> String {
+    let buf = read_head(s).await;
     let head = String::from_utf8_lossy(&buf).to_string();
     let len: usize = head
         .lines()
@@ -428,12 +434,7 @@ async fn upgrades_pass_through_untouched() {
     )
     .await
     .unwrap();
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.unwrap();
-        buf.push(byte[0]);
-    }
+    let buf = read_head(&mut s).await;
     assert!(
         buf.starts_with(b"HTTP/1.1 101"),
         "{}",
@@ -452,12 +453,7 @@ async fn connect_tunnels_pass_through_untouched() {
     s.write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nhost: db.internal:5432\r\n\r\n")
         .await
         .unwrap();
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.unwrap();
-        buf.push(byte[0]);
-    }
+    let buf = read_head(&mut s).await;
     assert!(
         buf.starts_with(b"HTTP/1.1 200"),
         "{}",
