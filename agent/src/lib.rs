@@ -7,6 +7,7 @@
 //!
 //! Where things live:
 //! - [`config`]: flags, environment and config file, parsed once into typed settings.
+//! - [`control`]: the agent's side of the control plane (reconnect backoff so far).
 //! - [`fault`]: the fault model, one module per fault kind.
 //! - [`route`]: the route table (control side) and the snapshots connections read.
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod fault;
 pub mod http;
 pub mod metrics;

@@ -5,16 +5,21 @@
 //! - [`snapshot`]: the immutable per-route view that connections read through a `watch`
 //!   channel. The data path never sees the table or its lock.
 //! - [`upstream`]: where a route forwards to.
-//! - [`expiry`]: the task that removes faults when their expiry passes.
+//! - [`lease`]: the controller's lease and desired state: controller-issued faults are applied
+//!   as one whole set and end with the lease.
+//! - [`expiry`]: the task that removes faults when their expiry passes and ends a lease that
+//!   runs out.
 //! - [`protocol`]: what a route speaks (tcp, http, grpc) and its HTTP options.
 
 pub mod expiry;
+pub mod lease;
 pub mod protocol;
 pub mod snapshot;
 pub mod table;
 pub mod upstream;
 
 pub use self::{
+    lease::{Applied, DesiredError, DesiredState, LeaseStatus},
     protocol::{HttpOptions, Protocol},
     snapshot::{ActiveFault, RouteSnapshot, RouteState},
     table::{FaultView, RouteError, RouteFeed, RouteSpec, RouteTable, RouteUpdate, RouteView},

@@ -4,18 +4,24 @@
 //! [`RouteSnapshot`] on the route's `watch` channel and reconciles the route's listener with
 //! what the snapshot says (open while serving, closed while disabled or fully down).
 //!
-//! Why a `std::sync::Mutex`: mutations come from the admin API and the expiry task, a few per
-//! second at most; each holds the lock for a short, non-async critical section (no `.await`
-//! inside, enforced by clippy's `await_holding_lock`). The data path never touches this lock:
-//! connections read snapshots from their `watch` receiver.
+//! Controller-issued faults live beside admin-issued ones and end with the controller's lease
+//! (see [`super::lease`]): the whole desired set is applied in one critical section, and the
+//! lease's end removes them all in one critical section too.
+//!
+//! Why a `std::sync::Mutex`: mutations come from the admin API, the controller stream and the
+//! expiry task, a few per second at most; each holds the lock for a short, non-async critical
+//! section (no `.await` inside, enforced by clippy's `await_holding_lock`). The data path never
+//! touches this lock: connections read snapshots from their `watch` receiver.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::lease::{self, Applied, DesiredError, DesiredState, Lease, LeaseStatus, RouteFacts};
 use super::{ActiveFault, HttpOptions, Protocol, RouteSnapshot, RouteState, Upstream};
 use crate::fault::{Fault, FaultKind, Origin};
 use crate::metrics::{FaultCounters, RouteMetrics};
@@ -120,6 +126,8 @@ struct Inner {
     next_key: u64,
     /// Routes whose listener should be open but could not be re-bound; retried by the expiry task.
     relisten_pending: bool,
+    /// The controller's lease. Controller-issued faults exist only while it is held.
+    lease: Lease,
 }
 
 pub struct RouteTable {
@@ -141,6 +149,7 @@ impl RouteTable {
                 routes: BTreeMap::new(),
                 next_key: 1,
                 relisten_pending: false,
+                lease: Lease::default(),
             }),
             closing: Mutex::new(Vec::new()),
             plane,
@@ -340,6 +349,14 @@ impl RouteTable {
 
     fn add_fault_locked(&self, route: &str, fault: Fault) -> Result<FaultView, RouteError> {
         validate_name("name", &fault.name)?;
+        if lease::issued_by_controller(&fault) {
+            // Only `apply_desired` adds these, under the lease it grants in the same breath.
+            return Err(RouteError::Invalid {
+                field: "origin",
+                message: "controller-issued faults come only with the controller's desired state"
+                    .into(),
+            });
+        }
         let mut inner = self.lock();
         let key = inner.next_key;
         let entry = inner
@@ -407,6 +424,8 @@ impl RouteTable {
             })?;
         let mut updated = edit(&slot.fault)?;
         updated.name = slot.fault.name.clone();
+        // Who issued a fault is not an attribute: an edit cannot move it in or out of the lease.
+        updated.origin = slot.fault.origin.clone();
         slot.fault = updated.clone();
         let counters = slot.counters.clone();
         let pending = self.publish(entry);
@@ -495,8 +514,9 @@ impl RouteTable {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Removes faults whose expiry has passed and retries listeners that could not re-bind.
-    /// Returns the next expiry instant, if any fault has one.
+    /// Ends the controller's lease if it has run out, removes faults whose expiry has passed and
+    /// retries listeners that could not re-bind. Returns the next instant something expires (a
+    /// fault or the lease), if any, and whether a listener still waits to be re-bound.
     pub(crate) async fn expire(&self, now: Instant) -> (Option<Instant>, bool) {
         let r = self.expire_locked(now);
         self.settle().await;
@@ -505,9 +525,12 @@ impl RouteTable {
 
     fn expire_locked(&self, now: Instant) -> (Option<Instant>, bool) {
         let mut inner = self.lock();
-        let mut next: Option<Instant> = None;
         let retry = std::mem::take(&mut inner.relisten_pending);
         let mut pending = false;
+        if inner.lease.is_over(now) {
+            pending |= self.end_lease(&mut inner, "lease expired").1;
+        }
+        let mut next: Option<Instant> = inner.lease.deadline();
         for entry in inner.routes.values_mut() {
             let before = entry.faults.len();
             entry.faults.retain(|f| {
@@ -530,6 +553,154 @@ impl RouteTable {
         }
         inner.relisten_pending = pending;
         (next, pending)
+    }
+
+    // === the controller's desired state and lease ===
+
+    /// Replaces every controller-issued fault, on every route, with `desired.faults`, and holds
+    /// the lease for `desired.lease` from now.
+    ///
+    /// All or nothing: every entry is checked first (origin, name, route, protocol, no clash
+    /// with an admin fault or an earlier entry), and a bad one changes nothing and is named in
+    /// the error. A fault whose route, name and definition are unchanged keeps its key, `since`
+    /// and counters (a re-sent state re-rolls no connection); a route whose faults do not change
+    /// gets no new snapshot, the others exactly one. A generation older than the applied one is
+    /// a stale message and is refused; the same generation again is a re-send and is applied.
+    pub async fn apply_desired(&self, desired: DesiredState) -> Result<Applied, DesiredError> {
+        let r = self.apply_desired_locked(desired);
+        self.settle().await;
+        r
+    }
+
+    fn apply_desired_locked(&self, desired: DesiredState) -> Result<Applied, DesiredError> {
+        let DesiredState {
+            generation,
+            lease: term,
+            faults,
+        } = desired;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.lease.is_over(now) {
+            // Ran out before the expiry task saw it: end it here, so its generation is gone
+            // (and its faults with it, even if this desired state is refused).
+            let (_, pending) = self.end_lease(&mut inner, "lease expired");
+            inner.relisten_pending |= pending;
+        }
+        inner.lease.admits(generation, term)?;
+        let count = faults.len();
+        let mut by_route = {
+            let routes = &inner.routes;
+            lease::validate(faults, |name| {
+                routes.get(name).map(|e| RouteFacts {
+                    protocol: e.protocol,
+                    faults: &e.faults,
+                })
+            })?
+        };
+        // Nothing can fail from here on.
+        let Inner {
+            routes,
+            next_key,
+            relisten_pending,
+            lease: held,
+        } = &mut *inner;
+        let (mut changed, mut pending) = (0, false);
+        for (name, entry) in routes.iter_mut() {
+            let wanted = by_route.remove(name).unwrap_or_default();
+            if let Some(faults) = lease::merge(&entry.faults, wanted, now, next_key) {
+                entry.faults = faults;
+                pending |= self.publish(entry);
+                changed += 1;
+            }
+        }
+        *relisten_pending |= pending;
+        held.grant(generation, term, now);
+        if changed > 0 {
+            tracing::info!(generation, faults = count, routes_changed = changed, lease = ?term, "controller desired state applied");
+        } else {
+            tracing::debug!(generation, faults = count, lease = ?term, "controller desired state unchanged");
+        }
+        drop(inner);
+        self.changed.notify_one();
+        Ok(Applied {
+            generation,
+            faults: count,
+        })
+    }
+
+    /// Extends the lease to `lease` from now; called on every controller heartbeat.
+    ///
+    /// Returns `None` when no lease is held (never granted, ended, or run out, in which case
+    /// its faults are cleared here and now): a heartbeat never brings faults back, only a new
+    /// desired state does.
+    pub fn renew_lease(&self, lease: Duration) -> Option<LeaseStatus> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.lease.is_over(now) {
+            let (_, pending) = self.end_lease(&mut inner, "lease expired");
+            inner.relisten_pending |= pending;
+            drop(inner);
+            self.changed.notify_one();
+            return None;
+        }
+        let (status, earlier) = inner.lease.renew(lease, now)?;
+        drop(inner);
+        if earlier {
+            self.changed.notify_one();
+        }
+        Some(status)
+    }
+
+    /// Ends the lease at once and removes every controller-issued fault, keeping admin faults;
+    /// `reason` is logged (e.g. "controller stream broke"). Returns how many faults it removed.
+    pub async fn clear_controller_faults(&self, reason: &str) -> usize {
+        let cleared = {
+            let mut inner = self.lock();
+            let (cleared, pending) = self.end_lease(&mut inner, reason);
+            inner.relisten_pending |= pending;
+            cleared
+        };
+        self.changed.notify_one();
+        self.settle().await;
+        cleared
+    }
+
+    /// The controller's lease, while held and not run out.
+    pub fn lease(&self) -> Option<LeaseStatus> {
+        self.lock().lease.status(Instant::now())
+    }
+
+    /// The generation of the desired state applied under the current lease, if any.
+    pub fn controller_generation(&self) -> Option<u64> {
+        self.lease().map(|l| l.generation)
+    }
+
+    /// Ends the lease and removes every controller-issued fault, publishing each route that had
+    /// one. Logs once. Returns how many faults went and whether a listener could not re-bind.
+    fn end_lease(&self, inner: &mut Inner, reason: &str) -> (usize, bool) {
+        let ended = inner.lease.end();
+        let (mut cleared, mut routes, mut pending) = (0, 0, false);
+        for entry in inner.routes.values_mut() {
+            let before = entry.faults.len();
+            entry
+                .faults
+                .retain(|f| !lease::issued_by_controller(&f.fault));
+            if entry.faults.len() != before {
+                cleared += before - entry.faults.len();
+                routes += 1;
+                pending |= self.publish(entry);
+            }
+        }
+        if ended.is_some() || cleared > 0 {
+            tracing::warn!(
+                reason,
+                generation = ended.map(|l| l.generation),
+                faults = cleared,
+                routes,
+                "controller lease ended: every controller-issued fault cleared"
+            );
+        }
+        (cleared, pending)
     }
 
     /// Publishes the entry's current state and opens or closes its listener to match.
@@ -631,7 +802,7 @@ pub struct RouteFeed {
 }
 
 /// Byte-level faults need the TCP data plane; request-level faults need an HTTP route.
-fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), RouteError> {
+pub(super) fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), RouteError> {
     let tag = fault.kind.tag();
     let fits = if protocol.is_http() {
         tag.is_request_level()
@@ -652,7 +823,7 @@ fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), RouteError> {
     }
 }
 
-fn validate_name(field: &'static str, name: &str) -> Result<(), RouteError> {
+pub(super) fn validate_name(field: &'static str, name: &str) -> Result<(), RouteError> {
     if name.is_empty() {
         return Err(RouteError::Invalid {
             field,
