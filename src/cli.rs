@@ -5,6 +5,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::agent::args::AgentArgs;
+use crate::validate::ValidateArgs;
 
 /// faultline: the operator CLI for the faultline chaos-engineering fault injector.
 ///
@@ -18,11 +19,17 @@ use crate::agent::args::AgentArgs;
 /// outside 0..1, attribute values) are checked by the agent, whose error names the
 /// field; that is exit code 1.
 ///
+/// `faultline validate -f FILE` checks an experiment spec offline, with the
+/// controller's own parser, and prints FILE:LINE:COL: FIELD: message for the
+/// first error.
+///
 /// Exit codes:
-///   0  success
+///   0  success (validate: the spec is valid)
 ///   1  the agent could not be reached, or it refused the request
-///      (its error message, naming the field at fault, is printed on stderr)
-///   2  usage error: unknown command or flag, missing or malformed value
+///      (its error message, naming the field at fault, is printed on stderr);
+///      validate: a file could not be read
+///   2  usage error: unknown command or flag, missing or malformed value;
+///      validate: the spec (or the caps file) is invalid
 #[derive(Debug, Parser)]
 #[command(
     name = "faultline",
@@ -40,6 +47,10 @@ pub struct Cli {
 pub enum Command {
     /// Drive a standalone agent (or a Toxiproxy server) through its admin API.
     Agent(AgentArgs),
+
+    /// Check an experiment spec offline: FILE: valid (...), or FILE:LINE:COL: FIELD: message
+    /// and exit code 2.
+    Validate(ValidateArgs),
 }
 
 /// A command line clap accepted value by value but that is still wrong as a whole.
@@ -57,6 +68,7 @@ impl Cli {
         let cli = Cli::parse();
         let checked = match &cli.command {
             Command::Agent(args) => args.check(),
+            Command::Validate(_) => Ok(()),
         };
         if let Err(misuse) = checked {
             let mut cmd = Cli::command();

@@ -1,7 +1,8 @@
 //! `faultline`: the operator CLI.
 //!
-//! Today it drives a standalone agent's admin API (as `toxiproxy-cli` does); commands for the
-//! controller will sit beside `agent` as further subcommands.
+//! Today it drives a standalone agent's admin API (as `toxiproxy-cli` does) and checks
+//! experiment specs offline (`validate`); commands for the controller will sit beside them as
+//! further subcommands.
 //!
 //! - [`cli`]: the command line (clap derive; its doc comments are `--help`), including the
 //!   exit-code table.
@@ -9,14 +10,18 @@
 //!   the JSON shapes it exchanges.
 //! - [`output`]: how results are printed (aligned tables, or the agent's JSON as is).
 //! - [`duration`]: durations such as `30s` or `1m30s`, as given on the command line.
+//! - [`validate`]: `faultline validate`, an experiment spec checked offline with the
+//!   controller's parser (`faultline_controller::spec`).
 //!
-//! Exit codes: 0 on success, 1 when the agent cannot be reached or refuses a request, 2 when the
-//! command line is malformed (clap's own code for usage errors).
+//! Exit codes: 0 on success, 1 when the agent cannot be reached or refuses a request (or a file
+//! cannot be read), 2 when the command line is malformed (clap's own code for usage errors) or
+//! the spec given to `validate` is invalid.
 
 mod agent;
 mod cli;
 mod duration;
 mod output;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -30,6 +35,12 @@ fn main() -> ExitCode {
     // exits here with status 2 and clap's message.
     let cli = Cli::parse_checked();
 
+    // `validate` is offline: no runtime, and its own exit codes (2: the spec is invalid).
+    let agent_args = match cli.command {
+        Command::Validate(args) => return validate::run(&args),
+        Command::Agent(args) => args,
+    };
+
     // One request at a time: a single-threaded runtime is all the CLI needs.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,11 +53,7 @@ fn main() -> ExitCode {
         }
     };
 
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Agent(args) => agent::run(args).await,
-        }
-    });
+    let result = runtime.block_on(agent::run(agent_args));
 
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,15 @@
 //! faultline-controller: the central control plane.
 //!
-//! It will hold experiments in its SQLite store, choose the agents they target, push each agent
-//! its full desired fault set under a lease, and abort experiments when an SLO guard trips.
-//! Nothing is built here yet: the control plane is the subject of its own issue, and this crate
-//! exists so the workspace has the shape the project is meant to have.
+//! It holds experiments in its SQLite store, will choose the agents they target, push each agent
+//! its full desired fault set under a lease, and abort experiments when an SLO guard trips. Built
+//! so far: the experiment spec with its offline validation, and the store; the gRPC services and
+//! the run loop come next.
+//!
+//! Where things live:
+//! - [`spec`]: experiment specs (YAML or JSON, Kubernetes-shaped) validated offline into an
+//!   [`spec::Experiment`], and the server-side [`spec::Caps`] they are checked against.
+//! - [`store`]: the SQLite store (experiments, their states and timelines, targets, agents
+//!   seen), and [`store::StoreHandle`], its async handle for the controller's tasks.
+
+pub mod spec;
+pub mod store;
