@@ -106,9 +106,23 @@ impl Agent {
             tracing::info!(open, ?grace, "draining connections");
         }
         let _ = tokio::time::timeout(grace, self.plane.tracker.wait()).await;
-        for t in self.tasks {
+        for t in &self.tasks {
             t.abort();
         }
         self.plane.tracker.len()
+        // Dropping `self` stops the worker threads.
+    }
+}
+
+impl Drop for Agent {
+    /// An agent dropped without `shutdown` (in tests, or on a start-up error) stops at once:
+    /// listeners close, the control tasks end, and the worker threads leave their runtimes,
+    /// dropping whatever connections are left.
+    fn drop(&mut self) {
+        self.drain.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.plane.stop_workers();
     }
 }

@@ -95,6 +95,11 @@ impl DataPlane {
         Ok(Listeners { addr, sockets })
     }
 
+    /// Stops the worker threads; their runtimes drop every task left on them.
+    pub fn stop_workers(&self) {
+        self.workers.stop();
+    }
+
     /// Starts accepting on `listeners` (one accept task per worker) for the route `feed` carries.
     pub fn serve(&self, listeners: Listeners, feed: RouteFeed) -> Accepting {
         let stop = self.drain.child_token();

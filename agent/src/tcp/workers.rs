@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct Workers {
     handles: Vec<Handle>,
-    /// Cancelled when the data plane is dropped: each thread then leaves its runtime, which
-    /// drops whatever tasks are left.
+    /// Cancelled by `stop` (the agent stopping) or when the last handle is dropped: each thread
+    /// then leaves its runtime, which drops whatever tasks are left.
     stop: CancellationToken,
 }
 
@@ -41,6 +41,11 @@ impl Workers {
 
     pub fn handles(&self) -> &[Handle] {
         &self.handles
+    }
+
+    /// Asks every worker thread to leave its runtime.
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 }
 
