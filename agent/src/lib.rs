@@ -7,7 +7,8 @@
 //!
 //! Where things live:
 //! - [`config`]: flags, environment and config file, parsed once into typed settings.
-//! - [`control`]: the agent's side of the control plane (reconnect backoff so far).
+//! - [`control`]: the agent's side of the control plane: wire <-> domain conversions of faults,
+//!   desired states and SLIs; reconnect backoff.
 //! - [`fault`]: the fault model, one module per fault kind.
 //! - [`route`]: the route table (control side) and the snapshots connections read.
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
