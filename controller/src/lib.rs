@@ -10,6 +10,9 @@
 //!   [`spec::Experiment`], and the server-side [`spec::Caps`] they are checked against.
 //! - [`store`]: the SQLite store (experiments, their states and timelines, targets, agents
 //!   seen), and [`store::StoreHandle`], its async handle for the controller's tasks.
+//! - [`targets`]: which agents an experiment targets (seeded, stable choices; agents joining
+//!   mid-run) and which running experiments conflict; pure, no network, no store.
 
 pub mod spec;
 pub mod store;
+pub mod targets;
