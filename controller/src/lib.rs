@@ -12,7 +12,15 @@
 //!   seen), and [`store::StoreHandle`], its async handle for the controller's tasks.
 //! - [`targets`]: which agents an experiment targets (seeded, stable choices; agents joining
 //!   mid-run) and which running experiments conflict; pure, no network, no store.
+//! - [`api`]: the gRPC services (`ExperimentService`, `AgentRegistry`) over the store, and the
+//!   one place errors become gRPC status codes.
+//! - [`config`]: the controller's settings, parsed once into typed values.
+//! - [`server`]: start-up (store, recovery, bind) and [`server::serve`] until a shutdown
+//!   future resolves, with gRPC health and reflection.
 
+pub mod api;
+pub mod config;
+pub mod server;
 pub mod spec;
 pub mod store;
 pub mod targets;

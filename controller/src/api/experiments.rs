@@ -1,0 +1,211 @@
+//! `faultline.v1.ExperimentService`.
+//!
+//! Validate and Create check a spec against the controller's caps; Create stores its canonical
+//! JSON and a seed (the spec's, or a random one, recorded). Abort ends a pending or running
+//! experiment; Delete removes a finished one. Start and Watch belong to the run loop, which
+//! comes next: until then they answer `UNIMPLEMENTED` rather than pretend.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use faultline_proto::v1::experiment_service_server::ExperimentService;
+use faultline_proto::v1::{
+    self, AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest,
+    DeleteExperimentResponse, ExperimentEvent, FieldError, GetExperimentRequest,
+    GetExperimentResponse, ListExperimentsRequest, ListExperimentsResponse, StartExperimentRequest,
+    ValidateRequest, ValidateResponse, WatchExperimentRequest,
+};
+use tonic::{Request, Response, Status};
+
+use super::canonical::canonical_json;
+use super::{convert, status};
+use crate::spec::{self, Caps, SpecError};
+use crate::store::{self, ExperimentState, StoreHandle};
+
+/// The service: the store and the caps, nothing else.
+#[derive(Clone, Debug)]
+pub struct ExperimentApi {
+    store: StoreHandle,
+    caps: Arc<Caps>,
+}
+
+impl ExperimentApi {
+    pub fn new(store: StoreHandle, caps: Arc<Caps>) -> Self {
+        Self { store, caps }
+    }
+
+    /// The wire form of a stored experiment, with its start time and targets.
+    async fn wire(&self, e: &store::Experiment) -> Result<v1::Experiment, Status> {
+        let timeline = self
+            .store
+            .timeline(e.id)
+            .await
+            .map_err(status::from_store)?;
+        let targets = self.store.targets(e.id).await.map_err(status::from_store)?;
+        Ok(convert::experiment(e, &timeline, targets))
+    }
+
+    async fn by_name(&self, name: String) -> Result<store::Experiment, Status> {
+        if name.is_empty() {
+            return Err(status::missing("name"));
+        }
+        self.store.get(name).await.map_err(status::from_store)
+    }
+}
+
+/// The spec's text from either member of the `spec` oneof.
+fn spec_text(yaml: Option<v1::validate_request::Spec>) -> Result<String, Status> {
+    match yaml {
+        Some(v1::validate_request::Spec::SpecYaml(t) | v1::validate_request::Spec::SpecJson(t)) => {
+            Ok(t)
+        }
+        None => Err(status::missing("spec (spec_yaml or spec_json)")),
+    }
+}
+
+fn field_error(e: &SpecError) -> FieldError {
+    FieldError {
+        path: e.path.to_string(),
+        line: e.location.map(|l| l.line),
+        column: e.location.map(|l| l.column),
+        message: e.message.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl ExperimentService for ExperimentApi {
+    async fn validate(
+        &self,
+        request: Request<ValidateRequest>,
+    ) -> Result<Response<ValidateResponse>, Status> {
+        let text = spec_text(request.into_inner().spec)?;
+        let response = match spec::validate(&text, &self.caps) {
+            Ok(exp) => ValidateResponse {
+                valid: true,
+                errors: Vec::new(),
+                spec: canonical_json(&text, &exp, None),
+            },
+            Err(e) => ValidateResponse {
+                valid: false,
+                errors: vec![field_error(&e)],
+                spec: String::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn create(
+        &self,
+        request: Request<CreateExperimentRequest>,
+    ) -> Result<Response<v1::Experiment>, Status> {
+        let text = match request.into_inner().spec {
+            Some(v1::create_experiment_request::Spec::SpecYaml(t))
+            | Some(v1::create_experiment_request::Spec::SpecJson(t)) => t,
+            None => return Err(status::missing("spec (spec_yaml or spec_json)")),
+        };
+        let exp = spec::validate(&text, &self.caps).map_err(|e| status::from_spec(&e))?;
+        let seed = exp.seed.unwrap_or_else(|| fastrand::u64(..));
+        let json = canonical_json(&text, &exp, Some(seed));
+        let id = self
+            .store
+            .create_experiment(&exp.name, &json, seed, SystemTime::now())
+            .await
+            .map_err(status::from_store)?;
+        let stored = self.store.get(id).await.map_err(status::from_store)?;
+        tracing::info!(experiment = %stored.name, seed, "experiment created");
+        Ok(Response::new(self.wire(&stored).await?))
+    }
+
+    async fn start(
+        &self,
+        _request: Request<StartExperimentRequest>,
+    ) -> Result<Response<v1::Experiment>, Status> {
+        Err(Status::unimplemented(
+            "Start is not implemented yet: the run loop (targets, agents, leases) comes next",
+        ))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListExperimentsRequest>,
+    ) -> Result<Response<ListExperimentsResponse>, Status> {
+        let filter = convert::state_filter(&request.into_inner().states);
+        let mut all = self.store.list(None).await.map_err(status::from_store)?;
+        if let Some(states) = filter {
+            all.retain(|e| states.contains(&e.state.kind()));
+        }
+        let mut experiments = Vec::with_capacity(all.len());
+        for e in all.iter().rev() {
+            experiments.push(self.wire(e).await?);
+        }
+        Ok(Response::new(ListExperimentsResponse { experiments }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetExperimentRequest>,
+    ) -> Result<Response<GetExperimentResponse>, Status> {
+        let e = self.by_name(request.into_inner().name).await?;
+        let timeline = self
+            .store
+            .timeline(e.id)
+            .await
+            .map_err(status::from_store)?;
+        let targets = self.store.targets(e.id).await.map_err(status::from_store)?;
+        Ok(Response::new(GetExperimentResponse {
+            events: convert::timeline(&e.name, &timeline),
+            experiment: Some(convert::experiment(&e, &timeline, targets)),
+        }))
+    }
+
+    type WatchStream = tokio_stream::Empty<Result<ExperimentEvent, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<WatchExperimentRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "Watch is not implemented yet: it streams the run loop's events, which comes next",
+        ))
+    }
+
+    async fn abort(
+        &self,
+        request: Request<AbortExperimentRequest>,
+    ) -> Result<Response<v1::Experiment>, Status> {
+        let AbortExperimentRequest { name, reason } = request.into_inner();
+        if reason.trim().is_empty() {
+            return Err(status::missing("reason"));
+        }
+        let e = self.by_name(name).await?;
+        // Pending or running: the store refuses a finished one (FAILED_PRECONDITION). Nothing
+        // is out on agents before the run loop exists, so there is nothing to withdraw.
+        self.store
+            .transition(
+                e.id,
+                ExperimentState::aborted(reason.clone()),
+                SystemTime::now(),
+            )
+            .await
+            .map_err(status::from_store)?;
+        tracing::info!(experiment = %e.name, %reason, "experiment aborted");
+        let stored = self.store.get(e.id).await.map_err(status::from_store)?;
+        Ok(Response::new(self.wire(&stored).await?))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteExperimentRequest>,
+    ) -> Result<Response<DeleteExperimentResponse>, Status> {
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(status::missing("name"));
+        }
+        self.store
+            .delete(name.clone(), SystemTime::now())
+            .await
+            .map_err(status::from_store)?;
+        tracing::info!(experiment = %name, "experiment deleted");
+        Ok(Response::new(DeleteExperimentResponse {}))
+    }
+}

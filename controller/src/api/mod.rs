@@ -1,0 +1,17 @@
+//! The controller's gRPC API: wire messages in, domain calls on the store, wire messages out.
+//!
+//! - [`experiments`]: `faultline.v1.ExperimentService` (Validate, Create, Get, List, Abort,
+//!   Delete; Start and Watch arrive with the run loop).
+//! - [`registry`]: `faultline.v1.AgentRegistry`, the agents the store has seen.
+//! - `status`: every error mapped to a gRPC status, in one place.
+//! - `canonical`: the canonical JSON of a validated spec.
+//! - `convert`: store records to wire messages (timestamps, states, events).
+
+mod canonical;
+mod convert;
+pub mod experiments;
+pub mod registry;
+mod status;
+
+pub use self::experiments::ExperimentApi;
+pub use self::registry::RegistryApi;

@@ -1,0 +1,109 @@
+//! `faultline-controller`: the control plane's binary. Logging, then the configuration parsed
+//! to types (bad settings exit 64 naming the setting), then the runtime, then serve until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use faultline_controller::config::{self, Config, ENV_CAPS, ENV_DATA_DIR, ENV_LISTEN};
+use faultline_controller::store::DEFAULT_DATA_DIR;
+
+/// EX_USAGE: the configuration is wrong.
+const EX_USAGE: u8 = 64;
+
+/// The faultline controller: experiments, agents and their leased faults, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "faultline-controller", version)]
+struct Args {
+    /// The gRPC listen address.
+    #[arg(long, env = ENV_LISTEN, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// The directory of the SQLite store; created if missing.
+    #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// A YAML file of server-side caps (maxDuration, maxPercentOfAgents, allowedSelectors).
+    #[arg(long, env = ENV_CAPS)]
+    caps: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = match parse_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Flags and environment to a [`Config`]; on error, the message names the setting.
+fn parse_config() -> Result<Config, ExitCode> {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return Err(ExitCode::from(EX_USAGE));
+        }
+    };
+    let caps = match &args.caps {
+        Some(path) => config::load_caps(path).map_err(|e| {
+            eprintln!("faultline-controller: {e}");
+            ExitCode::from(EX_USAGE)
+        })?,
+        None => Default::default(),
+    };
+    Ok(Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        caps,
+    })
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        faultline_controller::server::serve(config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,150 @@
+//! Start-up and shutdown of the controller's gRPC server, top to bottom.
+//!
+//! [`Server::bind`] opens the store, aborts what a previous run left running
+//! ([`Store::recover_after_restart`]), and binds the listener; [`Server::run`] serves
+//! `ExperimentService`, `AgentRegistry`, gRPC health (each service `SERVING`) and reflection
+//! (`v1` and `v1alpha`, so grpcurl 1.8 works too) until `shutdown` resolves, lets in-flight
+//! calls finish, then closes the store. [`serve`] is both in one call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use faultline_proto::v1::agent_registry_server::AgentRegistryServer;
+use faultline_proto::v1::experiment_service_server::ExperimentServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{ExperimentApi, RegistryApi};
+use crate::config::Config;
+use crate::store::{Store, StoreError, StoreHandle, StoreTask};
+
+/// How many store jobs may wait for the store thread.
+const STORE_QUEUE: usize = 256;
+
+/// Why the controller could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A controller with its store open and its listener bound, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    store: StoreHandle,
+    store_task: StoreTask,
+}
+
+/// The services reflection advertises: those served here. `FILE_DESCRIPTOR_SET` also holds
+/// `AgentService` (served with the run loop) and the test-only `Echo`, which are left out.
+const ADVERTISED: [&str; 3] = [
+    "faultline.v1.ExperimentService",
+    "faultline.v1.AgentRegistry",
+    "grpc.health.v1.Health",
+];
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    ADVERTISED.into_iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(faultline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |b, name| b.with_service_name(name),
+    )
+}
+
+/// Binds and serves until `shutdown` resolves.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+// === impl Server ===
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let store = Store::open(&config.data_dir)?;
+        let (store, store_task) = StoreHandle::spawn(store, STORE_QUEUE)?;
+        let aborted = store.recover_after_restart(SystemTime::now()).await?;
+        if !aborted.is_empty() {
+            tracing::warn!(
+                count = aborted.len(),
+                "experiments left running by the previous controller aborted (controller restarted)"
+            );
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Server {
+            config,
+            listener,
+            store,
+            store_task,
+        })
+    }
+
+    /// The address actually bound (the port chosen when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let addr = self.local_addr();
+        let Server {
+            config,
+            listener,
+            store,
+            store_task,
+        } = self;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ExperimentServiceServer<ExperimentApi>>()
+            .await;
+        health
+            .set_serving::<AgentRegistryServer<RegistryApi>>()
+            .await;
+        let reflection_v1 = reflection().with_service_name(REFLECTION_V1).build_v1()?;
+        let reflection_v1alpha = reflection()
+            .with_service_name(REFLECTION_V1ALPHA)
+            .build_v1alpha()?;
+
+        let experiments = ExperimentApi::new(store.clone(), Arc::new(config.caps));
+        let registry = RegistryApi::new(store.clone());
+        drop(store);
+
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "controller serving");
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ExperimentServiceServer::new(experiments))
+            .add_service(AgentRegistryServer::new(registry))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        // The services (and their store handles) are dropped with the router: the store thread
+        // drains its queue and closes the database.
+        store_task.finished().await?;
+        tracing::info!("controller stopped");
+        Ok(served?)
+    }
+}
