@@ -1,5 +1,5 @@
-//! Composes an agent: the route table, its listeners, the expiry task and the admin API,
-//! with one drain signal for all of them.
+//! Composes an agent: the route table, its listeners, the expiry task, the admin API and, when
+//! configured, the controller connection, with one drain signal for all of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,11 +82,18 @@ impl Agent {
                     source,
                 })?;
         }
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(expiry::run(table.clone(), drain.clone())),
             tokio::spawn(crate::admin::serve(admin, table.clone(), drain.clone())),
         ];
-        tracing::info!(admin = %admin_addr, routes = config.routes.len(), "agent started");
+        if let Some(controller) = &config.controller {
+            tasks.push(tokio::spawn(crate::control::client::run(
+                table.clone(),
+                controller.clone(),
+                drain.clone(),
+            )));
+        }
+        tracing::info!(admin = %admin_addr, routes = config.routes.len(), controller = config.controller.as_ref().map(|c| tracing::field::display(&c.url)), "agent started");
         Ok(Agent {
             table,
             admin_addr,

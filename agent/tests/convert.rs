@@ -843,6 +843,7 @@ async fn a_converted_desired_state_applies_to_the_route_table() {
         drain_grace: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
         threads: Some(1),
+        controller: None,
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     let mut route = RouteSpec::tcp(

@@ -44,6 +44,7 @@ impl TestAgent {
             drain_grace: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             threads: Some(1),
+            controller: None,
         };
         let agent = Agent::start(&config).await.expect("agent starts");
         TestAgent {

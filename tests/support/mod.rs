@@ -102,6 +102,7 @@ pub async fn agent() -> TestAgent {
         drain_grace: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
         threads: None,
+        controller: None,
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     let admin = agent.admin_addr;

@@ -106,6 +106,27 @@ pub struct Args {
     /// Worker threads for the data plane (default: one per core).
     #[arg(long, env = "FAULTLINE_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+
+    /// The controller to connect to (`http://HOST:PORT`). Without it the agent runs standalone,
+    /// driven only by its admin API and config.
+    #[arg(long, env = "FAULTLINE_CONTROLLER", value_name = "URL")]
+    pub controller: Option<String>,
+
+    /// A label the controller selects this agent by, as KEY=VALUE in Kubernetes label syntax
+    /// (repeat the flag, or separate with commas in the environment variable, which a
+    /// Kubernetes Downward API can fill).
+    #[arg(
+        long = "label",
+        env = "FAULTLINE_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub label: Vec<String>,
+
+    /// The agent's id at the controller, unique among its agents and best stable across
+    /// restarts (a pod name). Default: HOSTNAME-PID.
+    #[arg(long, env = "FAULTLINE_AGENT_ID", value_name = "ID")]
+    pub agent_id: Option<String>,
 }
 
 impl Args {
@@ -169,6 +190,100 @@ impl Args {
         }
         Ok(out)
     }
+}
+
+/// The `--controller` URL: `http://HOST:PORT` (the agent speaks cleartext HTTP/2).
+pub(crate) fn parse_controller(s: &str) -> Result<http::Uri, ConfigError> {
+    const FLAG: &str = "--controller";
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| ConfigError::new(FLAG, format!("{s:?} is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(ConfigError::new(
+            FLAG,
+            format!("{s:?} must start with http:// (TLS is not supported yet)"),
+        ));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(FLAG, format!("{s:?} has no host")));
+    }
+    Ok(uri)
+}
+
+/// `--label` values: KEY=VALUE, Kubernetes syntax (`[prefix/]name`, name and value at most 63
+/// characters of `[A-Za-z0-9._-]` starting and ending alphanumeric; the value may be empty).
+pub(crate) fn parse_labels(
+    labels: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    const FLAG: &str = "--label";
+    let mut out = std::collections::BTreeMap::new();
+    for l in labels {
+        let Some((key, value)) = l.split_once('=') else {
+            return Err(ConfigError::new(FLAG, format!("{l:?} is not KEY=VALUE")));
+        };
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key),
+        };
+        if let Some(p) = prefix {
+            let ok =
+                !p.is_empty() && p.len() <= 253 && p.split('.').all(|part| label_word(part, false));
+            if !ok {
+                return Err(ConfigError::new(
+                    FLAG,
+                    format!("{l:?}: the key prefix {p:?} is not a DNS subdomain"),
+                ));
+            }
+        }
+        if !label_word(name, false) {
+            return Err(ConfigError::new(
+                FLAG,
+                format!(
+                    "{l:?}: the key name {name:?} must be 1..63 characters of [A-Za-z0-9._-], \
+                     starting and ending alphanumeric"
+                ),
+            ));
+        }
+        if !label_word(value, true) {
+            return Err(ConfigError::new(
+                FLAG,
+                format!(
+                    "{l:?}: the value {value:?} must be at most 63 characters of [A-Za-z0-9._-], \
+                     starting and ending alphanumeric"
+                ),
+            ));
+        }
+        if out.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(ConfigError::new(
+                FLAG,
+                format!("the key {key:?} is given twice"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn label_word(s: &str, may_be_empty: bool) -> bool {
+    if s.is_empty() {
+        return may_be_empty;
+    }
+    let b = s.as_bytes();
+    s.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// `--agent-id`: non-empty, printable, at most 253 bytes.
+pub(crate) fn check_agent_id(s: &str) -> Result<String, ConfigError> {
+    if s.is_empty() || s.len() > 253 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConfigError::new(
+            "--agent-id",
+            format!("{s:?} must be 1..253 bytes with no spaces or control characters"),
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_upstream(flag: &str, s: &str) -> Result<Upstream, ConfigError> {

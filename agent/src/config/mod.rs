@@ -7,6 +7,7 @@
 pub mod args;
 pub mod file;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,6 +35,46 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// Tokio worker threads; `None` = one per core.
     pub threads: Option<usize>,
+    /// The controller connection; `None` runs the agent standalone.
+    pub controller: Option<ControllerConfig>,
+}
+
+/// Where the controller is and who this agent is to it (`--controller`, `--agent-id`,
+/// `--label`).
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// `http://HOST:PORT`.
+    pub url: http::Uri,
+    pub agent_id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ControllerConfig {
+    /// Validates a controller URL, an agent id and labels as the flags would.
+    pub fn new(
+        url: &str,
+        agent_id: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let flat: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok(ControllerConfig {
+            url: args::parse_controller(url)?,
+            agent_id: args::check_agent_id(agent_id)?,
+            labels: args::parse_labels(&flat)?,
+        })
+    }
+}
+
+/// The default agent id: `HOSTNAME-PID` (the kernel's host name, else `$HOSTNAME`, else
+/// `agent`).
+pub fn default_agent_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "agent".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// A configuration error, naming the flag, variable or file field at fault.
@@ -79,6 +120,25 @@ impl AgentConfig {
         if args.threads == Some(0) {
             return Err(ConfigError::new("--threads", "must be at least 1"));
         }
+        let labels = args::parse_labels(&args.label)?;
+        let controller = match &args.controller {
+            Some(url) => Some(ControllerConfig {
+                url: args::parse_controller(url)?,
+                agent_id: match &args.agent_id {
+                    Some(id) => args::check_agent_id(id)?,
+                    None => default_agent_id(),
+                },
+                labels,
+            }),
+            // Labels and an id without a controller are validated and unused (a chart may set
+            // them whatever the controller setting).
+            None => {
+                if let Some(id) = &args.agent_id {
+                    args::check_agent_id(id)?;
+                }
+                None
+            }
+        };
         Ok(AgentConfig {
             admin: args.admin,
             routes,
@@ -87,6 +147,110 @@ impl AgentConfig {
             drain_grace: args.drain_grace.into(),
             connect_timeout: args.connect_timeout.into(),
             threads: args.threads,
+            controller,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<AgentConfig, ConfigError> {
+        let argv = std::iter::once("faultline-agent").chain(flags.iter().copied());
+        AgentConfig::from_args(Args::try_parse_from(argv).expect("flags parse"))
+    }
+
+    #[test]
+    fn controller_flags_become_a_controller_config() {
+        let c = parse(&[
+            "--controller",
+            "http://ctl.example:7070",
+            "--label",
+            "app=checkout",
+            "--label",
+            "example.com/zone=eu-1",
+            "--label",
+            "canary=",
+            "--agent-id",
+            "pod-7",
+        ])
+        .unwrap()
+        .controller
+        .expect("a controller");
+        assert_eq!(c.url.to_string(), "http://ctl.example:7070/");
+        assert_eq!(c.agent_id, "pod-7");
+        let labels: Vec<(&str, &str)> = c
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("app", "checkout"),
+                ("canary", ""),
+                ("example.com/zone", "eu-1")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_agent_id_defaults_to_host_and_pid() {
+        let c = parse(&["--controller", "http://127.0.0.1:7070"])
+            .unwrap()
+            .controller
+            .unwrap();
+        assert!(
+            c.agent_id.ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            c.agent_id
+        );
+        assert!(parse(&[]).unwrap().controller.is_none());
+    }
+
+    #[test]
+    fn bad_controller_settings_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--controller", "ctl:7070"], "--controller"),
+            (&["--controller", "https://ctl:7070"], "--controller"),
+            (&["--controller", "http://"], "--controller"),
+            (&["--controller", "http://c:1", "--label", "app"], "--label"),
+            (&["--controller", "http://c:1", "--label", "=x"], "--label"),
+            (
+                &["--controller", "http://c:1", "--label", "a=-x"],
+                "--label",
+            ),
+            (
+                &["--controller", "http://c:1", "--label", "a b=x"],
+                "--label",
+            ),
+            (
+                &["--controller", "http://c:1", "--label", "/a=x"],
+                "--label",
+            ),
+            (
+                &[
+                    "--controller",
+                    "http://c:1",
+                    "--label",
+                    "a=1",
+                    "--label",
+                    "a=2",
+                ],
+                "--label",
+            ),
+            (
+                &["--controller", "http://c:1", "--agent-id", "a b"],
+                "--agent-id",
+            ),
+            (&["--agent-id", ""], "--agent-id"),
+        ];
+        for (flags, setting) in cases {
+            let e = parse(flags).expect_err(&format!("{flags:?} is refused"));
+            assert_eq!(e.setting, *setting, "{flags:?}: {e}");
+        }
     }
 }
