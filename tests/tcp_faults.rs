@@ -402,6 +402,13 @@ async fn toxicity_applies_a_fault_to_that_share_of_connections() {
         (70..=130).contains(&reset),
         "{reset} of 200 reset at toxicity 0.5"
     );
+    // The fault's own counters agree with what the clients saw.
+    let rules =
+        support::http::request(agent.admin, "GET", "/faultline/v1/routes/some/rules", None).await;
+    let stats = &rules.json()[0]["stats"];
+    assert_eq!(stats["matched"], 200, "{}", rules.body);
+    assert_eq!(stats["injected"], reset, "{}", rules.body);
+    assert_eq!(stats["passed"], 200 - reset, "{}", rules.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::fault::partition::PartitionAction;
 use crate::fault::{FaultKind, Flow, KindTag, Latency, Slicer};
-use crate::metrics::RouteMetrics;
+use crate::metrics::{FaultCounters, RouteMetrics};
 use crate::route::{ActiveFault, RouteSnapshot, RouteState};
 
 /// Per-connection facts the plan depends on.
@@ -53,8 +53,9 @@ pub struct FlowPlan {
     pub bandwidth: Option<u64>,
     pub slicer: Option<Slicer>,
     pub slow_close: Option<Duration>,
-    /// Faults this flow counts as injected (each counted once per connection).
-    pub injected: Vec<(u64, KindTag)>,
+    /// Faults this flow counts, once per connection: injected (its toxicity roll said yes) or
+    /// passed (it said no).
+    pub injected: Vec<Counted>,
 }
 
 impl FlowPlan {
@@ -81,15 +82,28 @@ impl FlowPlan {
         }
     }
 
-    /// Counts each newly seen injected fault once per connection, in `seen`.
+    /// Counts each newly seen fault once per connection, in `seen`: on the fault's own
+    /// matched / injected / passed counters, and injected ones per kind on the route.
     pub fn count(&self, seen: &mut Vec<u64>, metrics: &RouteMetrics) {
-        for &(key, kind) in &self.injected {
-            if !seen.contains(&key) {
-                seen.push(key);
-                metrics.injected(kind);
+        for c in &self.injected {
+            if !seen.contains(&c.key) {
+                seen.push(c.key);
+                c.counters.record(c.injected);
+                if c.injected {
+                    metrics.injected(c.kind);
+                }
             }
         }
     }
+}
+
+/// A fault this flow counts for a connection.
+#[derive(Clone, Debug)]
+pub struct Counted {
+    pub key: u64,
+    pub kind: KindTag,
+    pub counters: std::sync::Arc<FaultCounters>,
+    pub injected: bool,
 }
 
 /// Whether the fault applies to this connection at all (its toxicity roll).
@@ -133,15 +147,31 @@ pub fn build(snap: &RouteSnapshot, flow: Flow, ctx: &ConnCtx) -> FlowPlan {
         if !connection_wide && !f.direction.covers(flow) {
             continue;
         }
-        if !affects(ctx, af) {
-            continue;
-        }
         let counts_here = if connection_wide {
             flow == Flow::Upstream
         } else {
             f.direction == crate::fault::Direction::Both && flow == Flow::Upstream
                 || f.direction != crate::fault::Direction::Both
         };
+        let counted = |injected| Counted {
+            key: af.key,
+            kind: f.kind.tag(),
+            counters: af.counters.clone(),
+            injected,
+        };
+        if !affects(ctx, af) {
+            // A partition only concerns the connections it separates.
+            let concerns = match &f.kind {
+                FaultKind::Partition(p) => {
+                    p.separates(ctx.client.ip(), ctx.upstream.map(|u| u.ip()))
+                }
+                _ => true,
+            };
+            if counts_here && concerns {
+                plan.injected.push(counted(false));
+            }
+            continue;
+        }
         let start = ctx.started.max(af.since);
         let mut applied = true;
         match &f.kind {
@@ -193,7 +223,7 @@ pub fn build(snap: &RouteSnapshot, flow: Flow, ctx: &ConnCtx) -> FlowPlan {
             }
         }
         if applied && counts_here {
-            plan.injected.push((af.key, f.kind.tag()));
+            plan.injected.push(counted(true));
         }
     }
     plan
