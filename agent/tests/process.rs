@@ -2,6 +2,7 @@
 //! and file descriptors under connection churn.
 
 #[path = "../../tests/support/http.rs"]
+#[allow(dead_code)] // shared with the root package's tests, which use all of it
 mod http;
 
 use std::io::{BufRead, BufReader};

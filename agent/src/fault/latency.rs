@@ -26,7 +26,7 @@ impl Latency {
     }
 
     /// Combine two latency faults on the same flow: delays add up.
-    pub fn add(self, other: Latency) -> Latency {
+    pub fn plus(self, other: Latency) -> Latency {
         Latency {
             latency: self.latency + other.latency,
             jitter: self.jitter + other.jitter,

@@ -82,11 +82,10 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Upstream { inner, grpc } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
-                if let (Some(Ok(f)), Some(obs)) = (&frame, grpc.as_ref()) {
-                    if let Some(t) = f.trailers_ref() {
+                if let (Some(Ok(f)), Some(obs)) = (&frame, grpc.as_ref())
+                    && let Some(t) = f.trailers_ref() {
                         obs.trailers(t);
                     }
-                }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             ProxyBody::Faulted(f) => f.poll(cx),
@@ -214,8 +213,8 @@ impl FaultedBody {
                 }
             }
         }
-        if let Some(limit) = self.reset_after {
-            if self.sent >= limit {
+        if let Some(limit) = self.reset_after
+            && self.sent >= limit {
                 // Let what was sent reach the wire first: an HTTP/2 RST_STREAM discards the
                 // stream's queued frames, head included.
                 let flush = self
@@ -230,7 +229,6 @@ impl FaultedBody {
                 }
                 return Poll::Ready(Some(Err(Box::new(InjectedReset))));
             }
-        }
         loop {
             if let Some((data, starts, ends)) = self.pending.pop_front() {
                 return self.send_piece(cx, data, starts, ends);
@@ -277,8 +275,8 @@ impl FaultedBody {
         ends: bool,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Message delay: wait before the first piece of each message.
-        if let Some(s) = &mut self.stream {
-            if starts && !s.fault.message_delay.is_zero() {
+        if let Some(s) = &mut self.stream
+            && starts && !s.fault.message_delay.is_zero() {
                 let sleep = s
                     .delay
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(s.fault.message_delay)));
@@ -288,7 +286,6 @@ impl FaultedBody {
                 }
                 s.delay = None;
             }
-        }
         // Throttle: wait for tokens, sending at most a bucket's worth at once.
         if let Some((bucket, wait)) = &mut self.throttle {
             if let Some(w) = wait {
@@ -333,11 +330,10 @@ impl FaultedBody {
             }
         }
         self.sent += data.len() as u64;
-        if ends {
-            if let Some(s) = &mut self.stream {
+        if ends
+            && let Some(s) = &mut self.stream {
                 s.messages += 1;
             }
-        }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 }

@@ -104,11 +104,10 @@ impl Upstream1 {
 impl Drop for ConnState {
     fn drop(&mut self) {
         // An upstream connection with no request in flight can serve the next client.
-        if let Some(u) = self.take_h1() {
-            if u.sender.is_ready() {
+        if let Some(u) = self.take_h1()
+            && u.sender.is_ready() {
                 self.route.put_idle_h1(u);
             }
-        }
     }
 }
 
@@ -196,13 +195,11 @@ pub async fn handle(
             metrics.http.record_grpc(code, false);
         }
     }
-    if snap.http.fault_header {
-        if let Some(name) = &chosen.fired {
-            if let Ok(v) = HeaderValue::from_str(name) {
+    if snap.http.fault_header
+        && let Some(name) = &chosen.fired
+            && let Ok(v) = HeaderValue::from_str(name) {
                 parts.headers.insert(FAULT_HEADER, v);
             }
-        }
-    }
     let body = if chosen.shapes_body() {
         let observer = observer.map(|o| GrpcStatusObserver {
             injected: true,
@@ -254,15 +251,14 @@ fn answer(
         }
     };
     let _ = is_grpc;
-    if snap.http.fault_header {
-        if let Some(v) = chosen
+    if snap.http.fault_header
+        && let Some(v) = chosen
             .fired
             .as_deref()
             .and_then(|n| HeaderValue::from_str(n).ok())
         {
             resp.headers_mut().insert(FAULT_HEADER, v);
         }
-    }
     Ok(resp)
 }
 

@@ -116,11 +116,10 @@ pub(crate) async fn admit(
         // A timer that has already run out (reset_peer with timeout 0) acts before any byte moves.
         let now = Instant::now();
         for plan in [&up, &down] {
-            if let Some((at, cut)) = plan.deadline() {
-                if at <= now {
+            if let Some((at, cut)) = plan.deadline()
+                && at <= now {
                     return Err(cut);
                 }
-            }
         }
         if !up.hold {
             return Ok(());

@@ -160,11 +160,10 @@ async fn read_side(
         }
         let deadline = plan.deadline();
         // A timer already run out acts now, not at the timer wheel's next tick.
-        if let Some((at, cut)) = deadline {
-            if at <= Instant::now() {
+        if let Some((at, cut)) = deadline
+            && at <= Instant::now() {
                 return Some(FlowEnd::Cut(cut));
             }
-        }
         let forwarding = !plan.hold && !plan.drop_data;
         let permit = if forwarding {
             tokio::select! {
@@ -306,14 +305,13 @@ async fn write_side(
             }
             metrics.add_bytes(flow, n);
             rest = &rest[n..];
-            if let (Some(s), false) = (plan.slicer, rest.is_empty()) {
-                if !s.delay.is_zero()
+            if let (Some(s), false) = (plan.slicer, rest.is_empty())
+                && !s.delay.is_zero()
                     && wait(&mut rx, Instant::now() + s.delay, &mut plan, flow, ctx).await
                         == Wake::Gone
                 {
                     return FlowEnd::Cut(Cut::Close);
                 }
-            }
         }
     }
 }

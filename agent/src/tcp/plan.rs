@@ -176,7 +176,7 @@ pub fn build(snap: &RouteSnapshot, flow: Flow, ctx: &ConnCtx) -> FlowPlan {
         let mut applied = true;
         match &f.kind {
             FaultKind::Latency(l) => {
-                plan.latency = Some(plan.latency.map_or(*l, |p| p.add(*l)));
+                plan.latency = Some(plan.latency.map_or(*l, |p| p.plus(*l)));
             }
             FaultKind::Bandwidth(b) => {
                 plan.bandwidth = Some(

@@ -75,11 +75,10 @@ impl RequestMatch {
             return false;
         }
         let path = req.uri().path();
-        if let Some(p) = &self.path {
-            if !p.matches(path) {
+        if let Some(p) = &self.path
+            && !p.matches(path) {
                 return false;
             }
-        }
         if let Some(g) = &self.grpc {
             // `/package.Service/Method`
             let Some(rest) = path.strip_prefix('/') else {
