@@ -14,12 +14,15 @@
 //!   mid-run) and which running experiments conflict; pure, no network, no store.
 //! - [`api`]: the gRPC services (`ExperimentService`, `AgentRegistry`) over the store, and the
 //!   one place errors become gRPC status codes.
+//! - [`hub`]: the task that owns the connected agents (`AgentService.Connect`) and the running
+//!   experiments, pushes each agent its desired state under a lease, and heartbeats.
 //! - [`config`]: the controller's settings, parsed once into typed values.
 //! - [`server`]: start-up (store, recovery, bind) and [`server::serve`] until a shutdown
 //!   future resolves, with gRPC health and reflection.
 
 pub mod api;
 pub mod config;
+pub mod hub;
 pub mod server;
 pub mod spec;
 pub mod store;

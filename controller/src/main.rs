@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use faultline_controller::config::{self, Config, ENV_CAPS, ENV_DATA_DIR, ENV_LISTEN};
+use faultline_controller::config::{
+    self, Config, ENV_CAPS, ENV_DATA_DIR, ENV_HEARTBEAT, ENV_LEASE, ENV_LISTEN, Leases,
+};
 use faultline_controller::store::DEFAULT_DATA_DIR;
 
 /// EX_USAGE: the configuration is wrong.
@@ -26,6 +28,12 @@ struct Args {
     /// A YAML file of server-side caps (maxDuration, maxPercentOfAgents, allowedSelectors).
     #[arg(long, env = ENV_CAPS)]
     caps: Option<PathBuf>,
+    /// How long an agent keeps controller-issued faults without hearing from the controller.
+    #[arg(long, env = ENV_LEASE, default_value = "3s", value_name = "DURATION")]
+    lease: humantime::Duration,
+    /// How often the controller and the agents send heartbeats (at most half the lease).
+    #[arg(long, env = ENV_HEARTBEAT, default_value = "1s", value_name = "DURATION")]
+    heartbeat: humantime::Duration,
 }
 
 fn main() -> ExitCode {
@@ -36,11 +44,11 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let config = match parse_config() {
-        Ok(config) => config,
+    let (config, leases) = match parse_config() {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    match run(config) {
+    match run(config, leases) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -50,7 +58,7 @@ fn main() -> ExitCode {
 }
 
 /// Flags and environment to a [`Config`]; on error, the message names the setting.
-fn parse_config() -> Result<Config, ExitCode> {
+fn parse_config() -> Result<(Config, Leases), ExitCode> {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
@@ -70,17 +78,28 @@ fn parse_config() -> Result<Config, ExitCode> {
         })?,
         None => Default::default(),
     };
-    Ok(Config {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        caps,
-    })
+    let leases = Leases::new(args.lease.into(), args.heartbeat.into()).map_err(|e| {
+        eprintln!("faultline-controller: {e}");
+        ExitCode::from(EX_USAGE)
+    })?;
+    Ok((
+        Config {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            caps,
+        },
+        leases,
+    ))
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, leases: Leases) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        faultline_controller::server::serve(config, shutdown_signal()).await?;
+        faultline_controller::server::Server::bind(config)
+            .await?
+            .with_leases(leases)
+            .run(shutdown_signal())
+            .await?;
         Ok(())
     })
 }

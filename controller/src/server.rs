@@ -3,7 +3,8 @@
 //! [`Server::bind`] opens the store, aborts what a previous run left running
 //! ([`Store::recover_after_restart`]), and binds the listener; [`Server::run`] serves
 //! `ExperimentService`, `AgentRegistry`, gRPC health (each service `SERVING`) and reflection
-//! (`v1` and `v1alpha`, so grpcurl 1.8 works too) until `shutdown` resolves, lets in-flight
+//! (`v1` and `v1alpha`, so grpcurl 1.8 works too) and `AgentService` through the
+//! [`hub`](crate::hub) until `shutdown` resolves, lets in-flight
 //! calls finish, then closes the store. [`serve`] is both in one call.
 
 use std::future::Future;
@@ -16,8 +17,11 @@ use faultline_proto::v1::experiment_service_server::ExperimentServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use faultline_proto::v1::agent_service_server::AgentServiceServer;
+
 use crate::api::{ExperimentApi, RegistryApi};
-use crate::config::Config;
+use crate::config::{Config, Leases};
+use crate::hub::{AgentApi, Hub, LiveRegistry};
 use crate::store::{Store, StoreError, StoreHandle, StoreTask};
 
 /// How many store jobs may wait for the store thread.
@@ -46,13 +50,15 @@ pub struct Server {
     listener: TcpListener,
     store: StoreHandle,
     store_task: StoreTask,
+    leases: Leases,
 }
 
 /// The services reflection advertises: those served here. `FILE_DESCRIPTOR_SET` also holds
-/// `AgentService` (served with the run loop) and the test-only `Echo`, which are left out.
-const ADVERTISED: [&str; 3] = [
+/// the test-only `Echo`, which is left out.
+const ADVERTISED: [&str; 4] = [
     "faultline.v1.ExperimentService",
     "faultline.v1.AgentRegistry",
+    "faultline.v1.AgentService",
     "grpc.health.v1.Health",
 ];
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
@@ -97,7 +103,14 @@ impl Server {
             listener,
             store,
             store_task,
+            leases: Leases::default(),
         })
+    }
+
+    /// The lease and heartbeat interval agents get (default: [`Leases::default`]).
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = leases;
+        self
     }
 
     /// The address actually bound (the port chosen when the config said 0).
@@ -114,6 +127,7 @@ impl Server {
             listener,
             store,
             store_task,
+            leases,
         } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -128,9 +142,20 @@ impl Server {
             .with_service_name(REFLECTION_V1ALPHA)
             .build_v1alpha()?;
 
-        let experiments = ExperimentApi::new(store.clone(), Arc::new(config.caps));
-        let registry = RegistryApi::new(store.clone());
+        health.set_serving::<AgentServiceServer<AgentApi>>().await;
+        let (hub, hub_task) = Hub::spawn(store.clone(), config.caps.clone(), leases);
+        let (stop_hub, hub_task) = hub_task.split();
+        let experiments =
+            ExperimentApi::new(store.clone(), Arc::new(config.caps)).with_hub(hub.clone());
+        let registry = LiveRegistry::new(RegistryApi::new(store.clone()), hub.clone());
+        let agents = AgentApi::new(hub, store.clone());
         drop(store);
+        // The hub stops with the shutdown signal: it ends every agent stream, so the server's
+        // graceful shutdown is not held open by them.
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_hub.send(());
+        };
 
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "controller serving");
         let served = tonic::transport::Server::builder()
@@ -139,8 +164,10 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(ExperimentServiceServer::new(experiments))
             .add_service(AgentRegistryServer::new(registry))
+            .add_service(AgentServiceServer::new(agents))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
+        let _ = hub_task.await;
         // The services (and their store handles) are dropped with the router: the store thread
         // drains its queue and closes the database.
         store_task.finished().await?;

@@ -251,7 +251,9 @@ async fn create_get_list_and_the_errors_of_each() {
         })
         .await
         .unwrap_err();
-    assert_eq!(start.code(), Code::Unimplemented);
+    // No agent is connected: nothing to target.
+    let why = start.message();
+    assert_eq!(start.code(), Code::FailedPrecondition, "{why}");
     c.stop().await;
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Validate and Create check a spec against the controller's caps; Create stores its canonical
 //! JSON and a seed (the spec's, or a random one, recorded). Abort ends a pending or running
-//! experiment; Delete removes a finished one. Start and Watch belong to the run loop, which
-//! comes next: until then they answer `UNIMPLEMENTED` rather than pretend.
+//! experiment; Delete removes a finished one. Start hands the experiment to the
+//! [`Hub`](crate::hub::Hub), which chooses targets, commits them and the running state, then
+//! pushes the faults; Abort of a running experiment has the hub withdraw them at once. Watch
+//! is not built yet and answers `UNIMPLEMENTED` rather than pretend.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,19 +21,31 @@ use tonic::{Request, Response, Status};
 
 use super::canonical::canonical_json;
 use super::{convert, status};
+use crate::hub::{Hub, StartError};
 use crate::spec::{self, Caps, SpecError};
 use crate::store::{self, ExperimentState, StoreHandle};
 
-/// The service: the store and the caps, nothing else.
+/// The service: the store, the caps, and the hub that runs experiments.
 #[derive(Clone, Debug)]
 pub struct ExperimentApi {
     store: StoreHandle,
     caps: Arc<Caps>,
+    hub: Option<Hub>,
 }
 
 impl ExperimentApi {
     pub fn new(store: StoreHandle, caps: Arc<Caps>) -> Self {
-        Self { store, caps }
+        Self {
+            store,
+            caps,
+            hub: None,
+        }
+    }
+
+    /// Runs experiments through `hub`; without one, Start is `UNIMPLEMENTED`.
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// The wire form of a stored experiment, with its start time and targets.
@@ -118,11 +132,24 @@ impl ExperimentService for ExperimentApi {
 
     async fn start(
         &self,
-        _request: Request<StartExperimentRequest>,
+        request: Request<StartExperimentRequest>,
     ) -> Result<Response<v1::Experiment>, Status> {
-        Err(Status::unimplemented(
-            "Start is not implemented yet: the run loop (targets, agents, leases) comes next",
-        ))
+        let Some(hub) = &self.hub else {
+            return Err(Status::unimplemented(
+                "Start needs the controller's hub, which this service was built without",
+            ));
+        };
+        let e = self.by_name(request.into_inner().name).await?;
+        hub.start(e.name.clone()).await.map_err(|err| match err {
+            StartError::Store(e) => status::from_store(e),
+            StartError::Stopped => Status::unavailable(err.to_string()),
+            StartError::BadSpec { .. } => Status::internal(err.to_string()),
+            StartError::NotPending { .. } | StartError::Targets(_) | StartError::Conflicts(_) => {
+                Status::failed_precondition(err.to_string())
+            }
+        })?;
+        let stored = self.store.get(e.id).await.map_err(status::from_store)?;
+        Ok(Response::new(self.wire(&stored).await?))
     }
 
     async fn list(
@@ -178,8 +205,8 @@ impl ExperimentService for ExperimentApi {
             return Err(status::missing("reason"));
         }
         let e = self.by_name(name).await?;
-        // Pending or running: the store refuses a finished one (FAILED_PRECONDITION). Nothing
-        // is out on agents before the run loop exists, so there is nothing to withdraw.
+        // Pending or running: the store refuses a finished one (FAILED_PRECONDITION). The
+        // state is committed first; then the hub withdraws the faults from the agents.
         self.store
             .transition(
                 e.id,
@@ -188,6 +215,9 @@ impl ExperimentService for ExperimentApi {
             )
             .await
             .map_err(status::from_store)?;
+        if let Some(hub) = &self.hub {
+            hub.ended(e.id).await;
+        }
         tracing::info!(experiment = %e.name, %reason, "experiment aborted");
         let stored = self.store.get(e.id).await.map_err(status::from_store)?;
         Ok(Response::new(self.wire(&stored).await?))

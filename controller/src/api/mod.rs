@@ -1,7 +1,7 @@
 //! The controller's gRPC API: wire messages in, domain calls on the store, wire messages out.
 //!
-//! - [`experiments`]: `faultline.v1.ExperimentService` (Validate, Create, Get, List, Abort,
-//!   Delete; Start and Watch arrive with the run loop).
+//! - [`experiments`]: `faultline.v1.ExperimentService` (Validate, Create, Get, List, Start
+//!   through the hub, Abort, Delete; Watch is not built yet).
 //! - [`registry`]: `faultline.v1.AgentRegistry`, the agents the store has seen.
 //! - `status`: every error mapped to a gRPC status, in one place.
 //! - `canonical`: the canonical JSON of a validated spec.

@@ -1,7 +1,5 @@
-//! `faultline.v1.AgentRegistry`: the agents the store has seen.
-//!
-//! Agents do not connect yet (the `AgentService` stream comes with the run loop), so every
-//! agent is listed with `connected = false` and generation 0.
+//! `faultline.v1.AgentRegistry`: the agents the store has seen. On its own it lists them with
+//! `connected = false` and generation 0; `hub::registry` wraps it with the hub's live view.
 
 use faultline_proto::v1::agent_registry_server::AgentRegistry;
 use faultline_proto::v1::{self, ListAgentsRequest, ListAgentsResponse};

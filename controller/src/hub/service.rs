@@ -1,0 +1,196 @@
+//! `faultline.v1.AgentService.Connect`: one stream per agent.
+//!
+//! The first message must be a hello; it becomes a [`targets::AgentInfo`] here (the wire
+//! stops at this boundary), is recorded in the store, and registers the agent with the hub,
+//! which answers through the stream's bounded queue. A task per stream reads what follows
+//! (acknowledgements; heartbeats refresh `last seen`) and tells the hub when the stream ends.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use faultline_agent::route::Protocol;
+use faultline_proto::v1::agent_service_server::AgentService;
+use faultline_proto::v1::{self, AgentMessage, ControllerMessage};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::state::{Hub, SESSION_QUEUE};
+use crate::store::StoreHandle;
+use crate::targets::AgentInfo;
+
+/// The service: the hub and the store.
+#[derive(Clone, Debug)]
+pub struct AgentApi {
+    hub: Hub,
+    store: StoreHandle,
+}
+
+impl AgentApi {
+    pub fn new(hub: Hub, store: StoreHandle) -> Self {
+        Self { hub, store }
+    }
+}
+
+/// The hello as a domain value, with the routes as the store records them.
+fn agent_info(hello: &v1::Hello) -> Result<(AgentInfo, serde_json::Value), Status> {
+    if hello.agent_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "hello.agent_id: must not be empty",
+        ));
+    }
+    let mut routes = BTreeMap::new();
+    let mut json = Vec::new();
+    for (i, r) in hello.routes.iter().enumerate() {
+        let (protocol, name) = match v1::Protocol::try_from(r.protocol) {
+            Ok(v1::Protocol::Tcp) => (Protocol::Tcp, "tcp"),
+            Ok(v1::Protocol::Http) => (Protocol::Http, "http"),
+            Ok(v1::Protocol::Grpc) => (Protocol::Grpc, "grpc"),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "hello.routes[{i}].protocol: unknown protocol {}",
+                    r.protocol
+                )));
+            }
+        };
+        routes.insert(r.name.clone(), protocol);
+        json.push(serde_json::json!({
+            "name": r.name, "listen": r.listen, "upstream": r.upstream, "protocol": name,
+        }));
+    }
+    let info = AgentInfo {
+        id: hello.agent_id.clone(),
+        labels: hello.labels.clone().into_iter().collect(),
+        routes,
+    };
+    Ok((info, serde_json::Value::Array(json)))
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(AgentMessage {
+                body: Some(v1::agent_message::Body::Hello(hello)),
+            })) => hello,
+            Some(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a hello",
+                ));
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Err(Status::invalid_argument("the stream ended before a hello")),
+        };
+        let (info, routes) = agent_info(&hello)?;
+        let id = info.id.clone();
+        self.store
+            .record_agent_seen(
+                id.clone(),
+                info.labels.clone(),
+                routes.clone(),
+                hello.version.clone(),
+                SystemTime::now(),
+            )
+            .await
+            .map_err(|e| Status::unavailable(format!("store: {e}")))?;
+
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let session = self
+            .hub
+            .hello(info.clone(), tx)
+            .await
+            .ok_or_else(|| Status::unavailable("the controller is shutting down"))?;
+
+        // Ends with the agent's half of the stream; the hub ending the session drops the
+        // sender, which ends the response and with it the agent's half.
+        let (hub, store) = (self.hub.clone(), self.store.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = inbound.next().await {
+                match msg.body {
+                    Some(v1::agent_message::Body::Ack(ack)) => {
+                        hub.ack(id.clone(), ack.generation, ack.error).await
+                    }
+                    Some(v1::agent_message::Body::Heartbeat(_)) => {
+                        let _ = store
+                            .record_agent_seen(
+                                id.clone(),
+                                info.labels.clone(),
+                                routes.clone(),
+                                hello.version.clone(),
+                                SystemTime::now(),
+                            )
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
+            hub.gone(id, session).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, protocol: i32) -> v1::Route {
+        v1::Route {
+            name: name.into(),
+            listen: "127.0.0.1:1".into(),
+            upstream: "127.0.0.1:2".into(),
+            protocol,
+        }
+    }
+
+    #[test]
+    fn a_hello_becomes_agent_info_and_stored_routes() {
+        let hello = v1::Hello {
+            agent_id: "a1".into(),
+            labels: [("app".to_owned(), "shop".to_owned())].into(),
+            routes: vec![
+                route("db", v1::Protocol::Tcp as i32),
+                route("api", v1::Protocol::Http as i32),
+            ],
+            version: "1".into(),
+        };
+        let (info, json) = agent_info(&hello).unwrap();
+        assert_eq!(info.id, "a1");
+        assert_eq!(info.labels["app"], "shop");
+        assert_eq!(info.routes["db"], Protocol::Tcp);
+        assert_eq!(info.routes["api"], Protocol::Http);
+        assert_eq!(json[1]["protocol"], "http");
+        assert_eq!(json[0]["listen"], "127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_bad_hello_names_the_field() {
+        let mut hello = v1::Hello {
+            agent_id: "a1".into(),
+            routes: vec![route("db", 9)],
+            ..Default::default()
+        };
+        let err = agent_info(&hello).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("hello.routes[0].protocol"),
+            "{}",
+            err.message()
+        );
+        hello.agent_id.clear();
+        let err = agent_info(&hello).unwrap_err();
+        assert!(
+            err.message().starts_with("hello.agent_id"),
+            "{}",
+            err.message()
+        );
+    }
+}

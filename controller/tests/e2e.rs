@@ -1,0 +1,328 @@
+//! The control plane end to end: a controller in-process on 127.0.0.1:0 over a temp data dir,
+//! three agents in-process dialling it, each with a TCP route to an echo server, all through
+//! real sockets. An experiment that selects two agents delays their traffic and not the
+//! third's; abort clears both at once; an experiment's duration ending clears it too.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use faultline_agent::app::Agent;
+use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::route::{RouteSpec, Upstream};
+use faultline_controller::config::{Config, Leases};
+use faultline_controller::server::Server;
+use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
+use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
+use faultline_proto::v1::{
+    AbortExperimentRequest, CreateExperimentRequest, ExperimentState, GetExperimentRequest,
+    ListAgentsRequest, StartExperimentRequest, create_experiment_request,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+// === support ===
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "faultline-e2e-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `within`. The one
+/// retry in this file.
+async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An echo server on a free loopback port.
+async fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// One round trip of a few bytes through `addr` on a new connection.
+async fn round_trip(addr: SocketAddr) -> Duration {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let t0 = Instant::now();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    t0.elapsed()
+}
+
+/// An agent dialling `controller` with `labels`, its route `echo` listening on a free port.
+async fn agent(
+    controller: SocketAddr,
+    id: &str,
+    labels: &[(&str, &str)],
+    upstream: SocketAddr,
+) -> (Agent, SocketAddr) {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = AgentConfig {
+        admin: "127.0.0.1:0".parse().unwrap(),
+        routes: vec![RouteSpec::tcp(
+            "echo",
+            "127.0.0.1:0",
+            Upstream::Addr(upstream),
+        )],
+        faults: vec![],
+        log_format: LogFormat::Text,
+        drain_grace: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(2),
+        threads: Some(1),
+        controller: Some(
+            ControllerConfig::new(&format!("http://{controller}"), id, labels).unwrap(),
+        ),
+    };
+    let agent = Agent::start(&config).await.expect("agent starts");
+    let listen = agent.table.get("echo").unwrap().listen;
+    (agent, listen)
+}
+
+fn create(name: &str, duration: &str) -> CreateExperimentRequest {
+    let yaml = format!(
+        "\
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+  targets:
+    selector: {{matchLabels: {{app: shop}}}}
+    mode: all
+  faults:
+    - route: echo
+      name: slow
+      type: latency
+      stream: downstream
+      attributes: {{latency: 200}}
+  duration: {duration}
+"
+    );
+    CreateExperimentRequest {
+        spec: Some(create_experiment_request::Spec::SpecYaml(yaml)),
+    }
+}
+
+const DELAY: Duration = Duration::from_millis(200);
+/// A round trip well under the fault's delay: the fault is not there.
+const CLEAR: Duration = Duration::from_millis(100);
+
+async fn state(api: &mut ExperimentServiceClient<Channel>, name: &str) -> ExperimentState {
+    let got = api
+        .get(GetExperimentRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    got.experiment.unwrap().state()
+}
+
+// === tests ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_reach_their_targets_and_clear_on_abort_and_on_completion() {
+    let dir = TempDir::new("three-agents");
+    let leases = Leases::default();
+    let server = Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.0.clone(),
+        caps: Default::default(),
+    })
+    .await
+    .expect("controller binds")
+    .with_leases(leases);
+    let addr = server.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let upstream = echo().await;
+    let (a, a_addr) = agent(addr, "agent-a", &[("app", "shop"), ("zone", "a")], upstream).await;
+    let (b, b_addr) = agent(addr, "agent-b", &[("app", "shop"), ("zone", "b")], upstream).await;
+    let (c, c_addr) = agent(
+        addr,
+        "agent-c",
+        &[("app", "other"), ("zone", "a")],
+        upstream,
+    )
+    .await;
+
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut registry = AgentRegistryClient::new(channel.clone());
+    let mut api = ExperimentServiceClient::new(channel);
+
+    eventually(Duration::from_secs(10), "three agents connected", || {
+        let mut registry = registry.clone();
+        async move {
+            let agents = registry
+                .list(ListAgentsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .agents;
+            let connected: Vec<String> = agents
+                .into_iter()
+                .filter(|a| a.connected && a.generation >= 1)
+                .map(|a| a.id)
+                .collect();
+            (connected == ["agent-a", "agent-b", "agent-c"]).then_some(())
+        }
+    })
+    .await;
+    // Before any experiment, every route is fast.
+    for addr in [a_addr, b_addr, c_addr] {
+        assert!(round_trip(addr).await < CLEAR);
+    }
+
+    // Start: the two shop agents are delayed, the other is not.
+    api.create(create("slow-shop", "5m")).await.unwrap();
+    let started = api
+        .start(StartExperimentRequest {
+            name: "slow-shop".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.state(), ExperimentState::Running);
+    for addr in [a_addr, b_addr] {
+        let rtt = eventually(
+            Duration::from_secs(3),
+            "latency on a target",
+            || async move {
+                let rtt = round_trip(addr).await;
+                (rtt >= DELAY).then_some(rtt)
+            },
+        )
+        .await;
+        assert!(rtt >= DELAY, "{rtt:?}");
+        eprintln!("target {addr}: round trip {rtt:?} under the experiment");
+    }
+    for _ in 0..3 {
+        let rtt = round_trip(c_addr).await;
+        assert!(rtt < CLEAR, "the third agent is not targeted: {rtt:?}");
+    }
+    let registry_view = registry
+        .list(ListAgentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .agents;
+    assert!(registry_view.iter().all(|a| a.connected));
+
+    // Abort: both targets clear within one heartbeat (plus a margin for the probe).
+    let t0 = Instant::now();
+    api.abort(AbortExperimentRequest {
+        name: "slow-shop".into(),
+        reason: "test".into(),
+    })
+    .await
+    .unwrap();
+    for addr in [a_addr, b_addr] {
+        eventually(
+            Duration::from_secs(3),
+            "latency gone after abort",
+            || async move { (round_trip(addr).await < CLEAR).then_some(()) },
+        )
+        .await;
+    }
+    let cleared = t0.elapsed();
+    eprintln!("abort: both targets clear after {cleared:?}");
+    assert!(
+        cleared <= leases.heartbeat + Duration::from_millis(500),
+        "cleared {cleared:?} after abort"
+    );
+
+    // A 1 s experiment completes by itself and clears.
+    api.create(create("short", "1s")).await.unwrap();
+    let t0 = Instant::now();
+    api.start(StartExperimentRequest {
+        name: "short".into(),
+    })
+    .await
+    .unwrap();
+    let rtt = eventually(
+        Duration::from_secs(1),
+        "latency during the short one",
+        || async {
+            let rtt = round_trip(a_addr).await;
+            (rtt >= DELAY).then_some(rtt)
+        },
+    )
+    .await;
+    assert!(rtt >= DELAY);
+    eventually(Duration::from_secs(3), "short completed", || {
+        let mut api = api.clone();
+        async move { (state(&mut api, "short").await == ExperimentState::Completed).then_some(()) }
+    })
+    .await;
+    let ended = t0.elapsed();
+    eprintln!("short: completed {ended:?} after start");
+    assert!(ended >= Duration::from_secs(1), "completed after {ended:?}");
+    for addr in [a_addr, b_addr] {
+        eventually(
+            Duration::from_secs(2),
+            "latency gone after completion",
+            || async move { (round_trip(addr).await < CLEAR).then_some(()) },
+        )
+        .await;
+    }
+    assert!(round_trip(c_addr).await < CLEAR);
+
+    for agent in [a, b, c] {
+        agent.shutdown(Duration::from_secs(1)).await;
+    }
+    let _ = stop.send(());
+    controller.await.unwrap().expect("controller stops cleanly");
+}
