@@ -83,9 +83,10 @@ impl Body for ProxyBody {
             ProxyBody::Upstream { inner, grpc } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 if let (Some(Ok(f)), Some(obs)) = (&frame, grpc.as_ref())
-                    && let Some(t) = f.trailers_ref() {
-                        obs.trailers(t);
-                    }
+                    && let Some(t) = f.trailers_ref()
+                {
+                    obs.trailers(t);
+                }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             ProxyBody::Faulted(f) => f.poll(cx),
@@ -214,21 +215,22 @@ impl FaultedBody {
             }
         }
         if let Some(limit) = self.reset_after
-            && self.sent >= limit {
-                // Let what was sent reach the wire first: an HTTP/2 RST_STREAM discards the
-                // stream's queued frames, head included.
-                let flush = self
-                    .reset_flush
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(RESET_FLUSH)));
-                if flush.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                self.done = true;
-                if let Some(obs) = &self.grpc {
-                    obs.metrics.http.record_reset(true);
-                }
-                return Poll::Ready(Some(Err(Box::new(InjectedReset))));
+            && self.sent >= limit
+        {
+            // Let what was sent reach the wire first: an HTTP/2 RST_STREAM discards the
+            // stream's queued frames, head included.
+            let flush = self
+                .reset_flush
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(RESET_FLUSH)));
+            if flush.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            self.done = true;
+            if let Some(obs) = &self.grpc {
+                obs.metrics.http.record_reset(true);
+            }
+            return Poll::Ready(Some(Err(Box::new(InjectedReset))));
+        }
         loop {
             if let Some((data, starts, ends)) = self.pending.pop_front() {
                 return self.send_piece(cx, data, starts, ends);
@@ -276,16 +278,18 @@ impl FaultedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Message delay: wait before the first piece of each message.
         if let Some(s) = &mut self.stream
-            && starts && !s.fault.message_delay.is_zero() {
-                let sleep = s
-                    .delay
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(s.fault.message_delay)));
-                if sleep.as_mut().poll(cx).is_pending() {
-                    self.pending.push_front((data, starts, ends));
-                    return Poll::Pending;
-                }
-                s.delay = None;
+            && starts
+            && !s.fault.message_delay.is_zero()
+        {
+            let sleep = s
+                .delay
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(s.fault.message_delay)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                self.pending.push_front((data, starts, ends));
+                return Poll::Pending;
             }
+            s.delay = None;
+        }
         // Throttle: wait for tokens, sending at most a bucket's worth at once.
         if let Some((bucket, wait)) = &mut self.throttle {
             if let Some(w) = wait {
@@ -330,10 +334,9 @@ impl FaultedBody {
             }
         }
         self.sent += data.len() as u64;
-        if ends
-            && let Some(s) = &mut self.stream {
-                s.messages += 1;
-            }
+        if ends && let Some(s) = &mut self.stream {
+            s.messages += 1;
+        }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 }

@@ -105,9 +105,10 @@ impl Drop for ConnState {
     fn drop(&mut self) {
         // An upstream connection with no request in flight can serve the next client.
         if let Some(u) = self.take_h1()
-            && u.sender.is_ready() {
-                self.route.put_idle_h1(u);
-            }
+            && u.sender.is_ready()
+        {
+            self.route.put_idle_h1(u);
+        }
     }
 }
 
@@ -197,9 +198,10 @@ pub async fn handle(
     }
     if snap.http.fault_header
         && let Some(name) = &chosen.fired
-            && let Ok(v) = HeaderValue::from_str(name) {
-                parts.headers.insert(FAULT_HEADER, v);
-            }
+        && let Ok(v) = HeaderValue::from_str(name)
+    {
+        parts.headers.insert(FAULT_HEADER, v);
+    }
     let body = if chosen.shapes_body() {
         let observer = observer.map(|o| GrpcStatusObserver {
             injected: true,
@@ -256,9 +258,9 @@ fn answer(
             .fired
             .as_deref()
             .and_then(|n| HeaderValue::from_str(n).ok())
-        {
-            resp.headers_mut().insert(FAULT_HEADER, v);
-        }
+    {
+        resp.headers_mut().insert(FAULT_HEADER, v);
+    }
     Ok(resp)
 }
 

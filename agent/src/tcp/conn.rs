@@ -117,9 +117,10 @@ pub(crate) async fn admit(
         let now = Instant::now();
         for plan in [&up, &down] {
             if let Some((at, cut)) = plan.deadline()
-                && at <= now {
-                    return Err(cut);
-                }
+                && at <= now
+            {
+                return Err(cut);
+            }
         }
         if !up.hold {
             return Ok(());

@@ -161,9 +161,10 @@ async fn read_side(
         let deadline = plan.deadline();
         // A timer already run out acts now, not at the timer wheel's next tick.
         if let Some((at, cut)) = deadline
-            && at <= Instant::now() {
-                return Some(FlowEnd::Cut(cut));
-            }
+            && at <= Instant::now()
+        {
+            return Some(FlowEnd::Cut(cut));
+        }
         let forwarding = !plan.hold && !plan.drop_data;
         let permit = if forwarding {
             tokio::select! {
@@ -307,11 +308,10 @@ async fn write_side(
             rest = &rest[n..];
             if let (Some(s), false) = (plan.slicer, rest.is_empty())
                 && !s.delay.is_zero()
-                    && wait(&mut rx, Instant::now() + s.delay, &mut plan, flow, ctx).await
-                        == Wake::Gone
-                {
-                    return FlowEnd::Cut(Cut::Close);
-                }
+                && wait(&mut rx, Instant::now() + s.delay, &mut plan, flow, ctx).await == Wake::Gone
+            {
+                return FlowEnd::Cut(Cut::Close);
+            }
         }
     }
 }

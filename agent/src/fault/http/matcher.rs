@@ -76,9 +76,10 @@ impl RequestMatch {
         }
         let path = req.uri().path();
         if let Some(p) = &self.path
-            && !p.matches(path) {
-                return false;
-            }
+            && !p.matches(path)
+        {
+            return false;
+        }
         if let Some(g) = &self.grpc {
             // `/package.Service/Method`
             let Some(rest) = path.strip_prefix('/') else {
