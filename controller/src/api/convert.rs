@@ -90,8 +90,10 @@ pub(crate) fn timeline(name: &str, events: &[Event]) -> Vec<v1::ExperimentEvent>
                     StateKind::Failed => v1::ExperimentEventKind::Failed,
                     StateKind::Pending => v1::ExperimentEventKind::Unspecified,
                 }
+            } else if ev.kind == EventKind::TARGETS_CHOSEN {
+                v1::ExperimentEventKind::TargetsChosen
             } else {
-                // Targets chosen and the controller's own kinds: shown by their detail.
+                // Kinds of later versions: shown by their detail.
                 v1::ExperimentEventKind::Unspecified
             };
             let detail_json = match &ev.detail {
