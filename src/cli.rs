@@ -5,6 +5,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::agent::args::AgentArgs;
+use crate::controller::args::ControllerCommand;
 use crate::validate::ValidateArgs;
 
 /// faultline: the operator CLI for the faultline chaos-engineering fault injector.
@@ -23,13 +24,22 @@ use crate::validate::ValidateArgs;
 /// controller's own parser, and prints FILE:LINE:COL: FIELD: message for the
 /// first error.
 ///
+/// apply, create, start, get, describe, abort and delete talk to the controller
+/// over gRPC, at --controller or FAULTLINE_CONTROLLER (default
+/// http://127.0.0.1:7070). A refusal prints the gRPC code and the controller's
+/// message, which names the field at fault.
+///
 /// Exit codes:
 ///   0  success (validate: the spec is valid)
 ///   1  the agent could not be reached, or it refused the request
 ///      (its error message, naming the field at fault, is printed on stderr);
-///      validate: a file could not be read
+///      the controller could not be reached, or it refused the request with
+///      any code but INVALID_ARGUMENT: NOT_FOUND, ALREADY_EXISTS,
+///      FAILED_PRECONDITION (e.g. no agent matches), UNAVAILABLE...;
+///      a file could not be read
 ///   2  usage error: unknown command or flag, missing or malformed value;
-///      validate: the spec (or the caps file) is invalid
+///      validate: the spec (or the caps file) is invalid;
+///      controller commands: INVALID_ARGUMENT (the spec or a name is invalid)
 #[derive(Debug, Parser)]
 #[command(
     name = "faultline",
@@ -51,6 +61,9 @@ pub enum Command {
     /// Check an experiment spec offline: FILE: valid (...), or FILE:LINE:COL: FIELD: message
     /// and exit code 2.
     Validate(ValidateArgs),
+
+    #[command(flatten)]
+    Controller(ControllerCommand),
 }
 
 /// A command line clap accepted value by value but that is still wrong as a whole.
@@ -68,7 +81,7 @@ impl Cli {
         let cli = Cli::parse();
         let checked = match &cli.command {
             Command::Agent(args) => args.check(),
-            Command::Validate(_) => Ok(()),
+            Command::Validate(_) | Command::Controller(_) => Ok(()),
         };
         if let Err(misuse) = checked {
             let mut cmd = Cli::command();
@@ -99,5 +112,6 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("  2  usage error"), "{help}");
+        assert!(help.contains("INVALID_ARGUMENT"), "{help}");
     }
 }

@@ -10,15 +10,18 @@
 //!   the JSON shapes it exchanges.
 //! - [`output`]: how results are printed (aligned tables, or the agent's JSON as is).
 //! - [`duration`]: durations such as `30s` or `1m30s`, as given on the command line.
+//! - [`controller`]: `apply`, `create`, `start`, `get`, `describe`, `abort`, `delete`: the
+//!   controller's gRPC API (`faultline.v1`).
 //! - [`validate`]: `faultline validate`, an experiment spec checked offline with the
 //!   controller's parser (`faultline_controller::spec`).
 //!
 //! Exit codes: 0 on success, 1 when the agent cannot be reached or refuses a request (or a file
 //! cannot be read), 2 when the command line is malformed (clap's own code for usage errors) or
-//! the spec given to `validate` is invalid.
+//! the spec given to `validate` is invalid, or the controller answers INVALID_ARGUMENT.
 
 mod agent;
 mod cli;
+mod controller;
 mod duration;
 mod output;
 mod validate;
@@ -27,7 +30,7 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 
-/// The agent could not be reached, or it answered with an error.
+/// The agent could not be reached, or it answered with an error; or the runtime cannot start.
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
@@ -35,31 +38,33 @@ fn main() -> ExitCode {
     // exits here with status 2 and clap's message.
     let cli = Cli::parse_checked();
 
-    // `validate` is offline: no runtime, and its own exit codes (2: the spec is invalid).
-    let agent_args = match cli.command {
-        Command::Validate(args) => return validate::run(&args),
-        Command::Agent(args) => args,
-    };
+    match cli.command {
+        // `validate` is offline: no runtime, and its own exit codes (2: the spec is invalid).
+        Command::Validate(args) => validate::run(&args),
+        // The controller commands choose their exit code from the gRPC status (2: invalid).
+        Command::Controller(command) => on_runtime(controller::run(command)),
+        Command::Agent(args) => on_runtime(async {
+            match agent::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    // `{:#}` prints the whole context chain on one line: what failed, then why.
+                    eprintln!("faultline: {e:#}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }),
+    }
+}
 
-    // One request at a time: a single-threaded runtime is all the CLI needs.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Runs one command on a single-threaded runtime: one request at a time is all the CLI needs.
+fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => runtime.block_on(command),
         Err(e) => {
             eprintln!("faultline: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-
-    let result = runtime.block_on(agent::run(agent_args));
-
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // `{:#}` prints the whole context chain on one line: what failed, then why.
-            eprintln!("faultline: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

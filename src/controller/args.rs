@@ -1,0 +1,118 @@
+//! The controller commands' arguments. Every command takes `--controller` (or
+//! `FAULTLINE_CONTROLLER`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Where the controller listens.
+#[derive(Debug, Args)]
+pub struct ControllerAddr {
+    /// The controller's gRPC address, http://HOST:PORT (a bare HOST:PORT is accepted).
+    #[arg(
+        long,
+        env = "FAULTLINE_CONTROLLER",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL"
+    )]
+    pub controller: String,
+}
+
+/// `-o` of `get`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header row.
+    #[default]
+    Table,
+    /// The wire messages as JSON (proto field names in camelCase).
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
+    /// Create an experiment from a spec and start it; prints the chosen targets.
+    Apply {
+        /// The experiment spec: YAML or JSON (`-` reads standard input).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// Create an experiment from a spec, pending until `start`.
+    Create {
+        /// The experiment spec: YAML or JSON (`-` reads standard input).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// Start a pending experiment; prints the chosen targets.
+    Start {
+        /// The experiment's name.
+        name: String,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// List experiments or agents.
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Show one experiment: its spec, state, reason, targets and timeline.
+    Describe {
+        #[command(subcommand)]
+        what: Describe,
+    },
+    /// Abort a pending or running experiment; its faults are withdrawn from every agent.
+    Abort {
+        /// The experiment's name.
+        name: String,
+        /// Why, recorded in the experiment's reason and timeline.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// Delete an experiment that is not running, with its timeline.
+    Delete {
+        /// The experiment's name.
+        name: String,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// Every experiment: name, state, targets, reason.
+    #[command(alias = "experiment")]
+    Experiments {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// Every agent the controller has seen: id, connected, labels, routes.
+    #[command(alias = "agent")]
+    Agents {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Describe {
+    /// One experiment: spec summary, state, reason, targets and the timeline.
+    Experiment {
+        /// The experiment's name.
+        name: String,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+}

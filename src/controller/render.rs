@@ -1,0 +1,282 @@
+//! Wire messages to what the user reads: tables, JSON and YAML documents, the `describe` page.
+//! JSON and YAML carry the same document, built here from the wire messages (camelCase field
+//! names, states and event kinds in lower case, times in RFC 3339).
+
+use std::io::{self, Write};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use faultline_proto::v1::{
+    Agent, Experiment, ExperimentEvent, ExperimentEventKind, ExperimentState, Protocol,
+};
+use serde_json::{Value, json};
+
+use super::args::Format;
+use crate::output::{self, Table};
+
+/// `pending`, `running`, ...
+pub fn state(state: i32) -> String {
+    match ExperimentState::try_from(state) {
+        Ok(s) => lower(s.as_str_name(), "EXPERIMENT_STATE_"),
+        Err(_) => format!("unknown({state})"),
+    }
+}
+
+fn event_kind(kind: i32) -> String {
+    match ExperimentEventKind::try_from(kind) {
+        Ok(k) => lower(k.as_str_name(), "EXPERIMENT_EVENT_KIND_"),
+        Err(_) => format!("unknown({kind})"),
+    }
+}
+
+fn protocol(p: i32) -> String {
+    match Protocol::try_from(p) {
+        Ok(p) => lower(p.as_str_name(), "PROTOCOL_"),
+        Err(_) => format!("unknown({p})"),
+    }
+}
+
+fn lower(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+/// A wire timestamp in RFC 3339 (UTC, seconds), or `-`.
+fn time(seconds: Option<(i64, i32)>) -> String {
+    match seconds {
+        Some((s, _)) if s >= 0 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
+                .to_string()
+        }
+        _ => "-".into(),
+    }
+}
+
+macro_rules! ts {
+    ($t:expr) => {
+        time($t.as_ref().map(|t| (t.seconds, t.nanos)))
+    };
+}
+
+fn targets(e: &Experiment) -> String {
+    if e.targets.is_empty() {
+        "-".into()
+    } else {
+        e.targets.join(",")
+    }
+}
+
+/// `experiment/NAME running: targets a, b` (the reason too when it has one).
+pub fn started(e: &Experiment) -> String {
+    let mut line = format!("experiment/{} {}", e.name, state(e.state));
+    if !e.reason.is_empty() {
+        line.push_str(&format!(" ({})", e.reason));
+    }
+    if e.targets.is_empty() {
+        line.push_str(": no targets");
+    } else {
+        line.push_str(&format!(": targets {}", e.targets.join(", ")));
+    }
+    line
+}
+
+// === get ===
+
+pub fn experiments(list: &[Experiment], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Table => {
+            let mut t = Table::new(vec!["NAME", "STATE", "TARGETS", "REASON"]);
+            for e in list {
+                t.row(vec![
+                    e.name.clone(),
+                    state(e.state),
+                    targets(e),
+                    e.reason.clone(),
+                ]);
+            }
+            output::table(&t)
+        }
+        _ => document(
+            &json!({"experiments": list.iter().map(experiment_json).collect::<Vec<_>>()}),
+            format,
+        ),
+    }
+}
+
+pub fn agents(list: &[Agent], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Table => {
+            let mut t = Table::new(vec!["ID", "CONNECTED", "GENERATION", "LABELS", "ROUTES"]);
+            for a in list {
+                let mut labels: Vec<_> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                labels.sort();
+                let routes: Vec<_> = a
+                    .routes
+                    .iter()
+                    .map(|r| format!("{}({})", r.name, protocol(r.protocol)))
+                    .collect();
+                t.row(vec![
+                    a.id.clone(),
+                    if a.connected { "yes" } else { "no" }.into(),
+                    a.generation.to_string(),
+                    labels.join(","),
+                    routes.join(","),
+                ]);
+            }
+            output::table(&t)
+        }
+        _ => document(
+            &json!({"agents": list.iter().map(agent_json).collect::<Vec<_>>()}),
+            format,
+        ),
+    }
+}
+
+fn experiment_json(e: &Experiment) -> Value {
+    json!({
+        "name": e.name,
+        "state": state(e.state),
+        "reason": e.reason,
+        "targets": e.targets,
+        "seed": e.seed,
+        "createdAt": opt_time(ts!(e.created_at)),
+        "startedAt": opt_time(ts!(e.started_at)),
+        "endedAt": opt_time(ts!(e.ended_at)),
+        "spec": serde_json::from_str::<Value>(&e.spec).unwrap_or_else(|_| Value::String(e.spec.clone())),
+    })
+}
+
+fn agent_json(a: &Agent) -> Value {
+    json!({
+        "id": a.id,
+        "connected": a.connected,
+        "generation": a.generation,
+        "version": a.version,
+        "labels": a.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "routes": a.routes.iter().map(|r| json!({
+            "name": r.name,
+            "listen": r.listen,
+            "upstream": r.upstream,
+            "protocol": protocol(r.protocol),
+        })).collect::<Vec<_>>(),
+        "lastSeen": opt_time(ts!(a.last_seen)),
+    })
+}
+
+fn opt_time(t: String) -> Value {
+    if t == "-" {
+        Value::Null
+    } else {
+        Value::String(t)
+    }
+}
+
+fn document(value: &Value, format: Format) -> anyhow::Result<()> {
+    let text = match format {
+        Format::Yaml => serde_saphyr::to_string(value).context("cannot render YAML")?,
+        _ => serde_json::to_string_pretty(value).context("cannot render JSON")?,
+    };
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", text.trim_end())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}
+
+// === describe ===
+
+/// The `describe experiment` page.
+pub fn describe(e: &Experiment, events: &[ExperimentEvent]) -> String {
+    let mut page = String::new();
+    let mut field = |name: &str, value: &str| {
+        page.push_str(&format!("{:<10}{}\n", format!("{name}:"), value));
+    };
+    field("Name", &e.name);
+    field("State", &state(e.state));
+    field("Reason", if e.reason.is_empty() { "-" } else { &e.reason });
+    field("Seed", &e.seed.to_string());
+    field("Created", &ts!(e.created_at));
+    field("Started", &ts!(e.started_at));
+    field("Ended", &ts!(e.ended_at));
+    field("Targets", &targets(e));
+    page.push_str("Spec:\n");
+    for line in spec_summary(&e.spec) {
+        page.push_str(&format!("  {line}\n"));
+    }
+    page.push_str("Timeline:\n");
+    let mut t = Table::new(vec!["SEQ", "AT", "EVENT", "STATE", "DETAIL"]);
+    for ev in events {
+        t.row(vec![
+            ev.sequence.to_string(),
+            ts!(ev.at),
+            event_kind(ev.kind),
+            state(ev.state),
+            ev.detail_json.clone(),
+        ]);
+    }
+    let mut table = Vec::new();
+    t.write_to(&mut table)
+        .expect("writing to a Vec cannot fail");
+    for line in String::from_utf8_lossy(&table).lines() {
+        page.push_str(&format!("  {line}\n"));
+    }
+    page
+}
+
+/// The stored (canonical JSON) spec in a few lines: duration, targets, one line per fault.
+fn spec_summary(spec: &str) -> Vec<String> {
+    let Ok(doc) = serde_json::from_str::<Value>(spec) else {
+        return vec![spec.to_owned()];
+    };
+    let s = &doc["spec"];
+    let mut lines = vec![
+        format!("Duration: {}", plain(&s["duration"])),
+        format!("Targets:  {}", plain(&s["targets"])),
+    ];
+    if let Some(faults) = s["faults"].as_array() {
+        for f in faults {
+            let mut line = format!(
+                "Fault:    {} on route {}",
+                plain(&f["type"]),
+                plain(&f["route"])
+            );
+            if let Some(name) = f["name"].as_str() {
+                line.push_str(&format!(" ({name})"));
+            }
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// A string without its quotes; anything else as compact JSON.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_in_lower_case() {
+        assert_eq!(state(ExperimentState::Running as i32), "running");
+        assert_eq!(state(99), "unknown(99)");
+        assert_eq!(
+            event_kind(ExperimentEventKind::AgentApplied as i32),
+            "agent_applied"
+        );
+    }
+
+    #[test]
+    fn saphyr_serializes_the_document() {
+        let yaml =
+            serde_saphyr::to_string(&json!({"experiments": [{"name": "a", "seed": 3}]})).unwrap();
+        assert!(yaml.contains("name: a"), "{yaml}");
+        assert!(yaml.contains("seed: 3"), "{yaml}");
+    }
+}
