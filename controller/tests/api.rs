@@ -441,3 +441,66 @@ async fn a_restart_on_the_same_data_dir_keeps_the_experiments() {
     );
     c.stop().await;
 }
+
+/// Twenty-two malformed specs sent to Create: each is refused with the field named, and the
+/// controller stays up and unchanged (nothing created; a valid spec still goes through).
+#[tokio::test]
+async fn malformed_specs_are_refused_naming_the_field_and_change_nothing() {
+    let dir = TempDir::new("malformed");
+    let caps = Caps::parse("maxDuration: 1h\n").unwrap();
+    let c = Controller::start(dir.path(), caps).await;
+    let mut api = c.experiments();
+    let good = spec("ok", "5m");
+    let cases: Vec<(String, &str)> = vec![
+        ("apiVersion: [unclosed".into(), ""),
+        (good.replace("kind: Experiment", "kind: Experiment\nextra: 1"), "extra"),
+        (good.replace("apiVersion: faultline.dev/v1alpha1", "apiVersion: faultline.dev/v9"), "apiVersion"),
+        (good.replace("kind: Experiment", "kind: Pod"), "kind"),
+        (good.replace("metadata: {name: ok}", "metadata: {}"), "metadata.name"),
+        (good.replace("duration: 5m", "duration: soon"), "spec.duration"),
+        (good.replace("duration: 5m", "duration: 2h"), "spec.duration"),
+        (good.replace("targets: {all: true}", "targets: {}"), "spec.targets"),
+        (good.replace("targets: {all: true}", "targets: {all: true, mode: percent, value: 101}"), "spec.targets.value"),
+        (good.replace("targets: {all: true}", "targets: {all: true, mode: count, value: 0}"), "spec.targets.value"),
+        (good.replace("targets: {all: true}", "targets: {selector: {matchExpressions: [{key: app, operator: Near, values: [x]}]}}"), "spec.targets.selector.matchExpressions[0].operator"),
+        (good.replace("targets: {all: true}", "targets: {selector: {matchExpressions: [{key: app, operator: In}]}}"), "spec.targets.selector.matchExpressions[0]"),
+        (good.replace("type: down", "type: meteor"), "spec.faults[0].type"),
+        (good.replace("{route: r, type: down}", "{route: r, type: latency, attributes: {latency: -5}}"), "spec.faults[0].attributes.latency"),
+        (good.replace("{route: r, type: down}", "{route: r, type: http_abort, percentage: 101, attributes: {status: 503}}"), "spec.faults[0].percentage"),
+        (good.replace("{route: r, type: down}", "{route: r, type: http_abort, attributes: {status: 99}}"), "spec.faults[0].attributes.status"),
+        (good.replace("{route: r, type: down}", "{route: r, type: http_abort, attributes: {status: 503}, match: {path: {regex: '('}}}"), "spec.faults[0].match.path.regex"),
+        (good.replace("{route: r, type: down}", "{type: down}"), "spec.faults[0].route"),
+        (good.replace("{route: r, type: down}", "{route: r, type: down}, {route: r, type: down}"), "spec.faults[1]"),
+        (good.replace("faults: [{route: r, type: down}]", "faults: []"), "spec.faults"),
+        (good.replace("duration: 5m", "duration: 5m\n  guards: []"), "spec.guards"),
+        (good.replace("kind: Experiment", "kind: Experiment\nkind: Experiment"), "kind"),
+    ];
+    assert!(cases.len() >= 20);
+    for (text, field) in &cases {
+        let status = api
+            .create(create_yaml(text.clone()))
+            .await
+            .expect_err(&format!("accepted: {text}"));
+        assert!(
+            matches!(
+                status.code(),
+                Code::InvalidArgument | Code::FailedPrecondition
+            ),
+            "{text}: {status:?}"
+        );
+        assert!(
+            status.message().contains(field),
+            "{text}: the message does not name {field:?}: {}",
+            status.message()
+        );
+    }
+    let listed = api
+        .list(ListExperimentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.experiments.is_empty(), "{listed:?}");
+    let created = api.create(create_yaml(good)).await.unwrap().into_inner();
+    assert_eq!(created.name, "ok");
+    c.stop().await;
+}
