@@ -1,7 +1,7 @@
 //! The controller's configuration, parsed once at the edge into typed values.
 //!
 //! The binary reads flags and their environment fallbacks ([`ENV_LISTEN`], [`ENV_DATA_DIR`],
-//! [`ENV_CAPS`]); everything past this module sees only a [`Config`].
+//! [`ENV_CAPS`], [`ENV_METRICS`]); everything past this module sees only a [`Config`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,10 @@ use crate::spec::{Caps, SpecError};
 /// The gRPC listen address (`127.0.0.1:7070`).
 pub const ENV_LISTEN: &str = "FAULTLINE_CONTROLLER_LISTEN";
 /// The data dir holding the SQLite store.
+/// The `/metrics` HTTP listen address (`--metrics`).
+pub const ENV_METRICS: &str = "FAULTLINE_METRICS";
+/// The `/metrics` address when none is given.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:7071";
 pub const ENV_DATA_DIR: &str = "FAULTLINE_DATA_DIR";
 /// A YAML file of server-side caps (`maxDuration`, `maxPercentOfAgents`, `allowedSelectors`).
 pub const ENV_CAPS: &str = "FAULTLINE_CAPS";

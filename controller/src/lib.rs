@@ -1,9 +1,8 @@
 //! faultline-controller: the central control plane.
 //!
-//! It holds experiments in its SQLite store, will choose the agents they target, push each agent
-//! its full desired fault set under a lease, and abort experiments when an SLO guard trips. Built
-//! so far: the experiment spec with its offline validation, and the store; the gRPC services and
-//! the run loop come next.
+//! It holds experiments in its SQLite store, chooses the agents they target, pushes each agent
+//! its full desired fault set under a lease, and ends experiments at their duration or on abort.
+//! SLO guards, which will abort experiments by themselves, come next.
 //!
 //! Where things live:
 //! - [`spec`]: experiment specs (YAML or JSON, Kubernetes-shaped) validated offline into an
@@ -16,6 +15,7 @@
 //!   one place errors become gRPC status codes.
 //! - [`hub`]: the task that owns the connected agents (`AgentService.Connect`) and the running
 //!   experiments, pushes each agent its desired state under a lease, and heartbeats.
+//! - [`metrics`]: counters, gauges and the fan-out histogram, and the `/metrics` endpoint.
 //! - [`config`]: the controller's settings, parsed once into typed values.
 //! - [`server`]: start-up (store, recovery, bind) and [`server::serve`] until a shutdown
 //!   future resolves, with gRPC health and reflection.
@@ -23,6 +23,7 @@
 pub mod api;
 pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod server;
 pub mod spec;
 pub mod store;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use faultline_controller::config::{
-    self, Config, ENV_CAPS, ENV_DATA_DIR, ENV_HEARTBEAT, ENV_LEASE, ENV_LISTEN, Leases,
+    self, Config, DEFAULT_METRICS, ENV_CAPS, ENV_DATA_DIR, ENV_HEARTBEAT, ENV_LEASE, ENV_LISTEN,
+    ENV_METRICS, Leases,
 };
 use faultline_controller::store::DEFAULT_DATA_DIR;
 
@@ -22,6 +23,9 @@ struct Args {
     /// The gRPC listen address.
     #[arg(long, env = ENV_LISTEN, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// The HTTP listen address of `/metrics` (Prometheus text).
+    #[arg(long, env = ENV_METRICS, default_value = DEFAULT_METRICS)]
+    metrics: SocketAddr,
     /// The directory of the SQLite store; created if missing.
     #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -44,21 +48,37 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let (config, leases) = match parse_config() {
+    let (config, leases, metrics) = match parse_config() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    match run(config, leases) {
+    match run(config, leases, metrics) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failed::Usage(message)) => {
+            eprintln!("faultline-controller: {message}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(Failed::Other(e)) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Why the controller stopped: a setting that cannot be used (exit 64), or anything else.
+enum Failed {
+    Usage(String),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed::Other(e.into())
+    }
+}
+
 /// Flags and environment to a [`Config`]; on error, the message names the setting.
-fn parse_config() -> Result<(Config, Leases), ExitCode> {
+fn parse_config() -> Result<(Config, Leases, SocketAddr), ExitCode> {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
@@ -89,17 +109,20 @@ fn parse_config() -> Result<(Config, Leases), ExitCode> {
             caps,
         },
         leases,
+        args.metrics,
     ))
 }
 
-fn run(config: Config, leases: Leases) -> anyhow::Result<()> {
+fn run(config: Config, leases: Leases, metrics: SocketAddr) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        faultline_controller::server::Server::bind(config)
+        let mut server = faultline_controller::server::Server::bind(config)
             .await?
-            .with_leases(leases)
-            .run(shutdown_signal())
-            .await?;
+            .with_leases(leases);
+        if let Err(e) = server.bind_metrics(metrics).await {
+            return Err(Failed::Usage(format!("--metrics / {ENV_METRICS}: {e}")));
+        }
+        server.run(shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -5,7 +5,8 @@
 //! `ExperimentService`, `AgentRegistry`, gRPC health (each service `SERVING`) and reflection
 //! (`v1` and `v1alpha`, so grpcurl 1.8 works too) and `AgentService` through the
 //! [`hub`](crate::hub) until `shutdown` resolves, lets in-flight
-//! calls finish, then closes the store. [`serve`] is both in one call.
+//! calls finish, then closes the store. [`Server::bind_metrics`] adds the `/metrics` endpoint
+//! on its own address. [`serve`] is both in one call.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,13 +16,16 @@ use std::time::SystemTime;
 use faultline_proto::v1::agent_registry_server::AgentRegistryServer;
 use faultline_proto::v1::experiment_service_server::ExperimentServiceServer;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use faultline_proto::v1::agent_service_server::AgentServiceServer;
 
+use crate::api::watch::Changes;
 use crate::api::{ExperimentApi, RegistryApi};
 use crate::config::{Config, Leases};
 use crate::hub::{AgentApi, Hub, LiveRegistry};
+use crate::metrics::{self, AbortReason, Metrics};
 use crate::store::{Store, StoreError, StoreHandle, StoreTask};
 
 /// How many store jobs may wait for the store thread.
@@ -51,6 +55,8 @@ pub struct Server {
     store: StoreHandle,
     store_task: StoreTask,
     leases: Leases,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<TcpListener>,
 }
 
 /// The services reflection advertises: those served here. `FILE_DESCRIPTOR_SET` also holds
@@ -85,6 +91,8 @@ impl Server {
         let store = Store::open(&config.data_dir)?;
         let (store, store_task) = StoreHandle::spawn(store, STORE_QUEUE)?;
         let aborted = store.recover_after_restart(SystemTime::now()).await?;
+        let metrics = Arc::new(Metrics::default());
+        metrics.aborted(AbortReason::ControllerRestarted, aborted.len() as u64);
         if !aborted.is_empty() {
             tracing::warn!(
                 count = aborted.len(),
@@ -104,6 +112,27 @@ impl Server {
             store,
             store_task,
             leases: Leases::default(),
+            metrics,
+            metrics_listener: None,
+        })
+    }
+
+    /// Also serves `/metrics` (Prometheus text) on `addr`; port 0 picks one. Answers the
+    /// address bound (also [`Server::metrics_addr`]).
+    pub async fn bind_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        self.metrics_listener = Some(listener);
+        Ok(bound)
+    }
+
+    /// The address `/metrics` is served on, if [`Server::bind_metrics`] bound one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| {
+            l.local_addr()
+                .expect("a bound TCP listener has a local address")
         })
     }
 
@@ -128,6 +157,8 @@ impl Server {
             store,
             store_task,
             leases,
+            metrics,
+            metrics_listener,
         } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -143,18 +174,41 @@ impl Server {
             .build_v1alpha()?;
 
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
-        let (hub, hub_task) = Hub::spawn(store.clone(), config.caps.clone(), leases);
+        let changes = Changes::default();
+        let (hub, hub_task) = Hub::spawn(
+            store.clone(),
+            config.caps.clone(),
+            leases,
+            changes.clone(),
+            metrics.clone(),
+        );
         let (stop_hub, hub_task) = hub_task.split();
-        let experiments =
-            ExperimentApi::new(store.clone(), Arc::new(config.caps)).with_hub(hub.clone());
+        let experiments = ExperimentApi::new(store.clone(), Arc::new(config.caps))
+            .with_hub(hub.clone())
+            .with_changes(changes.clone())
+            .with_metrics(metrics.clone());
         let registry = LiveRegistry::new(RegistryApi::new(store.clone()), hub.clone());
         let agents = AgentApi::new(hub, store.clone());
+        let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+        let metrics_task = metrics_listener.map(|listener| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving");
+            tokio::spawn(metrics::http::serve(
+                listener,
+                metrics,
+                store.clone(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         drop(store);
         // The hub stops with the shutdown signal: it ends every agent stream, so the server's
         // graceful shutdown is not held open by them.
         let shutdown = async move {
             shutdown.await;
             let _ = stop_hub.send(());
+            let _ = stop_metrics.send(());
+            changes.close();
         };
 
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "controller serving");
@@ -168,6 +222,9 @@ impl Server {
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         let _ = hub_task.await;
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         // The services (and their store handles) are dropped with the router: the store thread
         // drains its queue and closes the database.
         store_task.finished().await?;

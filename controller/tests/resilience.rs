@@ -190,6 +190,7 @@ impl Controller {
                 .arg("--data-dir")
                 .arg(data_dir)
                 .args(["--lease", LEASE_FLAG, "--heartbeat", HEARTBEAT_FLAG])
+                .args(["--metrics", "127.0.0.1:0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

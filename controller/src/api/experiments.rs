@@ -5,7 +5,7 @@
 //! experiment; Delete removes a finished one. Start hands the experiment to the
 //! [`Hub`](crate::hub::Hub), which chooses targets, commits them and the running state, then
 //! pushes the faults; Abort of a running experiment has the hub withdraw them at once. Watch
-//! is not built yet and answers `UNIMPLEMENTED` rather than pretend.
+//! streams the timeline ([`watch`](super::watch)); every commit here bumps [`Changes`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,15 +13,17 @@ use std::time::SystemTime;
 use faultline_proto::v1::experiment_service_server::ExperimentService;
 use faultline_proto::v1::{
     self, AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest,
-    DeleteExperimentResponse, ExperimentEvent, FieldError, GetExperimentRequest,
-    GetExperimentResponse, ListExperimentsRequest, ListExperimentsResponse, StartExperimentRequest,
-    ValidateRequest, ValidateResponse, WatchExperimentRequest,
+    DeleteExperimentResponse, FieldError, GetExperimentRequest, GetExperimentResponse,
+    ListExperimentsRequest, ListExperimentsResponse, StartExperimentRequest, ValidateRequest,
+    ValidateResponse, WatchExperimentRequest,
 };
 use tonic::{Request, Response, Status};
 
 use super::canonical::canonical_json;
+use super::watch::{self, Changes};
 use super::{convert, status};
 use crate::hub::{Hub, StartError};
+use crate::metrics::{AbortReason, Metrics};
 use crate::spec::{self, Caps, SpecError};
 use crate::store::{self, ExperimentState, StoreHandle};
 
@@ -31,6 +33,8 @@ pub struct ExperimentApi {
     store: StoreHandle,
     caps: Arc<Caps>,
     hub: Option<Hub>,
+    changes: Changes,
+    metrics: Arc<Metrics>,
 }
 
 impl ExperimentApi {
@@ -39,7 +43,21 @@ impl ExperimentApi {
             store,
             caps,
             hub: None,
+            changes: Changes::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts manual aborts in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Shares `changes` with the hub, so Watch sees the events it commits too.
+    pub fn with_changes(mut self, changes: Changes) -> Self {
+        self.changes = changes;
+        self
     }
 
     /// Runs experiments through `hub`; without one, Start is `UNIMPLEMENTED`.
@@ -125,6 +143,7 @@ impl ExperimentService for ExperimentApi {
             .create_experiment(&exp.name, &json, seed, SystemTime::now())
             .await
             .map_err(status::from_store)?;
+        self.changes.notify();
         let stored = self.store.get(id).await.map_err(status::from_store)?;
         tracing::info!(experiment = %stored.name, seed, "experiment created");
         Ok(Response::new(self.wire(&stored).await?))
@@ -185,15 +204,24 @@ impl ExperimentService for ExperimentApi {
         }))
     }
 
-    type WatchStream = tokio_stream::Empty<Result<ExperimentEvent, Status>>;
+    type WatchStream = watch::WatchStream;
 
     async fn watch(
         &self,
-        _request: Request<WatchExperimentRequest>,
+        request: Request<WatchExperimentRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented(
-            "Watch is not implemented yet: it streams the run loop's events, which comes next",
-        ))
+        let WatchExperimentRequest {
+            name,
+            after_sequence,
+        } = request.into_inner();
+        let e = self.by_name(name).await?;
+        Ok(Response::new(watch::spawn(
+            self.store.clone(),
+            &self.changes,
+            e.id,
+            e.name,
+            after_sequence,
+        )))
     }
 
     async fn abort(
@@ -215,6 +243,8 @@ impl ExperimentService for ExperimentApi {
             )
             .await
             .map_err(status::from_store)?;
+        self.changes.notify();
+        self.metrics.aborted(AbortReason::Manual, 1);
         if let Some(hub) = &self.hub {
             hub.ended(e.id).await;
         }
@@ -235,6 +265,7 @@ impl ExperimentService for ExperimentApi {
             .delete(name.clone(), SystemTime::now())
             .await
             .map_err(status::from_store)?;
+        self.changes.notify();
         tracing::info!(experiment = %name, "experiment deleted");
         Ok(Response::new(DeleteExperimentResponse {}))
     }

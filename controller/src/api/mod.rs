@@ -1,7 +1,8 @@
 //! The controller's gRPC API: wire messages in, domain calls on the store, wire messages out.
 //!
 //! - [`experiments`]: `faultline.v1.ExperimentService` (Validate, Create, Get, List, Start
-//!   through the hub, Abort, Delete; Watch is not built yet).
+//!   through the hub, Abort, Delete, Watch).
+//! - [`watch`]: Watch's stream and [`Changes`](watch::Changes), the commit notification.
 //! - [`registry`]: `faultline.v1.AgentRegistry`, the agents the store has seen.
 //! - `status`: every error mapped to a gRPC status, in one place.
 //! - `canonical`: the canonical JSON of a validated spec.
@@ -12,6 +13,7 @@ mod convert;
 pub mod experiments;
 pub mod registry;
 mod status;
+pub mod watch;
 
 pub use self::experiments::ExperimentApi;
 pub use self::registry::RegistryApi;

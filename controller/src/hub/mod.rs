@@ -10,8 +10,10 @@
 //! when their duration is over.
 //!
 //! Modules: `service` (the gRPC `AgentService` stream, hello to domain types), `registry`
-//! (`AgentRegistry.List` with the hub's live view), `state` (the task and its state).
+//! (`AgentRegistry.List` with the hub's live view), `state` (the task and its state),
+//! `fanout` (timing a desired-state change until every targeted agent acknowledged it).
 
+mod fanout;
 mod registry;
 mod service;
 mod state;

@@ -1,6 +1,7 @@
 //! The hub task: connected agents, running experiments, desired states.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use faultline_agent::control::convert::{duration_to_proto, fault_spec};
@@ -9,7 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::fanout::Fanouts;
+use crate::api::watch::Changes;
 use crate::config::Leases;
+use crate::metrics::Metrics;
 use crate::spec::{self, Caps};
 use crate::store::{ExperimentId, ExperimentState, StateKind, StoreError, StoreHandle};
 use crate::targets::{self, AgentInfo, Choice, TargetError};
@@ -89,11 +93,21 @@ impl std::fmt::Debug for Command {
 // === impl Hub ===
 
 impl Hub {
-    pub fn spawn(store: StoreHandle, caps: Caps, leases: Leases) -> (Hub, HubTask) {
+    /// `changes` is bumped after every event the hub commits, for `Watch`.
+    pub fn spawn(
+        store: StoreHandle,
+        caps: Caps,
+        leases: Leases,
+        changes: Changes,
+        metrics: Arc<Metrics>,
+    ) -> (Hub, HubTask) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stopped) = oneshot::channel();
         let state = State {
             store,
+            changes,
+            metrics,
+            fanouts: Fanouts::default(),
             caps,
             leases,
             agents: BTreeMap::new(),
@@ -184,6 +198,9 @@ struct Running {
 
 struct State {
     store: StoreHandle,
+    changes: Changes,
+    metrics: Arc<Metrics>,
+    fanouts: Fanouts,
     caps: Caps,
     leases: Leases,
     agents: BTreeMap<String, Agent>,
@@ -202,7 +219,10 @@ impl State {
             tokio::select! {
                 _ = &mut stopped => break,
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => {
+                        self.handle(cmd).await;
+                        self.metrics.set_agents_connected(self.agents.len());
+                    }
                     None => break,
                 },
                 _ = beat.tick() => self.heartbeat(),
@@ -230,6 +250,8 @@ impl State {
             Command::Gone { id, session } => {
                 if self.agents.get(&id).is_some_and(|a| a.session == session) {
                     self.agents.remove(&id);
+                    let took = self.fanouts.dropped(&id);
+                    self.observe(took);
                     tracing::info!(agent = %id, session, "agent disconnected");
                 }
             }
@@ -239,9 +261,15 @@ impl State {
                 error,
             } => match error {
                 Some(e) => {
-                    tracing::warn!(agent = %id, generation, error = %e, "agent refused desired state")
+                    tracing::warn!(agent = %id, generation, error = %e, "agent refused desired state");
+                    let took = self.fanouts.dropped(&id);
+                    self.observe(took);
                 }
-                None => tracing::debug!(agent = %id, generation, "agent acknowledged"),
+                None => {
+                    tracing::debug!(agent = %id, generation, "agent acknowledged");
+                    let took = self.fanouts.acked(&id, generation);
+                    self.observe(took);
+                }
             },
             Command::Start { name, reply } => {
                 let result = self.start(name).await;
@@ -289,6 +317,7 @@ impl State {
             {
                 tracing::warn!(experiment = %run.exp.name, error = %e, "cannot record a joining agent");
             }
+            self.changes.notify();
         }
     }
 
@@ -320,6 +349,7 @@ impl State {
         self.store
             .transition(stored.id, ExperimentState::Running, now)
             .await?;
+        self.changes.notify();
         tracing::info!(experiment = %name, targets = ?choice.chosen, "experiment running");
         let chosen = choice.chosen.clone();
         let seen = self.agents.keys().cloned().collect();
@@ -357,7 +387,10 @@ impl State {
                 .transition(id, ExperimentState::Completed, SystemTime::now())
                 .await
             {
-                Ok(_) => tracing::info!(experiment = %run.exp.name, "experiment completed"),
+                Ok(_) => {
+                    self.changes.notify();
+                    tracing::info!(experiment = %run.exp.name, "experiment completed")
+                }
                 Err(e) => {
                     tracing::debug!(experiment = %run.exp.name, error = %e, "not completed")
                 }
@@ -379,17 +412,24 @@ impl State {
         }
     }
 
+    /// Sends each of `ids` its desired state, and times the fan-out until they acknowledge.
     fn push_all(&mut self, ids: &[String]) {
-        for id in ids {
-            self.push(id);
-        }
+        let started = Instant::now();
+        let waiting = ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.push(id)?)))
+            .collect();
+        self.fanouts.begin(started, waiting);
     }
 
-    /// Sends `id` its whole desired state under a new generation, if it is connected.
-    fn push(&mut self, id: &str) {
-        let Some(agent) = self.agents.get(id) else {
-            return;
-        };
+    fn observe(&self, took: Vec<std::time::Duration>) {
+        took.into_iter().for_each(|t| self.metrics.fanout(t));
+    }
+
+    /// Sends `id` its whole desired state under a new generation, if it is connected; answers
+    /// the generation sent.
+    fn push(&mut self, id: &str) -> Option<u64> {
+        let agent = self.agents.get(id)?;
         let faults = self
             .running
             .values()
@@ -408,12 +448,17 @@ impl State {
                 },
             )),
         };
+        let generation = *generation;
         if let Err(e) = agent.tx.try_send(Ok(msg)) {
             // Too far behind (or gone): end its stream; it clears by itself and redials
             // for the whole state.
             tracing::warn!(agent = %id, error = %e, "cannot send desired state; dropping the session");
             self.agents.remove(id);
+            let took = self.fanouts.dropped(id);
+            self.observe(took);
+            return None;
         }
+        Some(generation)
     }
 }
 
