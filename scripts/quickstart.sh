@@ -25,4 +25,8 @@ Try, in another terminal:
   target/release/faultline agent fault add web --type reset_peer --name rst --toxicity 0.5
   target/release/faultline agent reset
 TXT
-exec target/release/faultline-agent --route web=127.0.0.1:18080=127.0.0.1:8080
+# Not `exec`: this shell stays to stop the sample service when the agent ends.
+target/release/faultline-agent --route web=127.0.0.1:18080=127.0.0.1:8080 &
+agent_pid=$!
+trap 'kill "$agent_pid" "$service_pid" 2>/dev/null || true; rm -rf "$site"' EXIT INT TERM
+wait "$agent_pid"
