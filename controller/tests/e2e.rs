@@ -3,11 +3,11 @@
 //! real sockets. An experiment that selects two agents delays their traffic and not the
 //! third's; abort clears both at once; an experiment's duration ending clears it too.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
@@ -20,68 +20,13 @@ use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, ExperimentState, GetExperimentRequest,
     ListAgentsRequest, StartExperimentRequest, create_experiment_request,
 };
+use support::{TempDir, echo, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 // === support ===
-
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-e2e-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics naming `what` after `within`. The one
-/// retry in this file.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// An echo server on a free loopback port.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
 
 /// One round trip of a few bytes through `addr` on a new connection.
 async fn round_trip(addr: SocketAddr) -> Duration {

@@ -15,16 +15,17 @@
 //! `cargo build -p faultline-agent --bin faultline-agent`. The tests fail with that advice if it
 //! is missing.
 
+mod support;
+
 #[path = "../../tests/support/http.rs"]
 #[allow(dead_code)] // shared with the root package's tests, which use all of it
 mod http;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
@@ -34,8 +35,9 @@ use faultline_proto::v1::{
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use support::{TempDir, echo, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_faultline-controller");
@@ -51,47 +53,6 @@ const DELAY: Duration = Duration::from_millis(200);
 const CLEAR: Duration = Duration::from_millis(100);
 
 // === support ===
-
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-resilience-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics naming `what` after `within`. The one
-/// retry in this file.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The agent binary, beside this test's executable in the target dir.
 fn agent_exe() -> PathBuf {
@@ -111,21 +72,6 @@ fn agent_exe() -> PathBuf {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// An echo server on a free loopback port.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
 }
 
 /// One round trip of a few bytes through `addr` on a new connection; `None` if the connection

@@ -1,11 +1,11 @@
 //! `ExperimentService.Watch` and the `/metrics` endpoint end to end: a controller in-process on
 //! 127.0.0.1:0 (gRPC and metrics) over a temp data dir, an agent in-process dialling it.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
@@ -17,6 +17,7 @@ use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, ExperimentEvent, ExperimentEventKind,
     ExperimentState, StartExperimentRequest, WatchExperimentRequest, create_experiment_request,
 };
+use support::{TempDir, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -25,45 +26,6 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 
 // === support ===
-
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "faultline-watch-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A controller serving gRPC and `/metrics` on free ports.
 struct Controller {
