@@ -59,6 +59,7 @@ impl Peer {
                 v1::agent_message::Body::Ack(a) => return a,
                 v1::agent_message::Body::Heartbeat(_) => self.send(controller_heartbeat()).await,
                 v1::agent_message::Body::Hello(h) => panic!("a second Hello on one stream: {h:?}"),
+                v1::agent_message::Body::LocalTrip(t) => panic!("an unexpected local trip: {t:?}"),
             }
         }
     }
@@ -133,6 +134,7 @@ fn desired(generation: u64, faults: Vec<v1::FaultSpec>) -> v1::controller_messag
         lease: Some(duration(Duration::from_secs(1))),
         faults,
         heartbeat_interval: Some(duration(Duration::from_millis(100))),
+        local_guards: Vec::new(),
     })
 }
 

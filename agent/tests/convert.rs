@@ -780,6 +780,7 @@ fn desired(faults: Vec<v1::FaultSpec>, lease: Option<prost_types::Duration>) -> 
         lease,
         faults,
         heartbeat_interval: None,
+        local_guards: Vec::new(),
     }
 }
 

@@ -325,6 +325,7 @@ fn the_agent_stream_round_trips() {
                 .map(|(name, kind)| fault(name, kind))
                 .collect(),
             heartbeat_interval: Some(ms(1000)),
+            local_guards: Vec::new(),
         })),
     };
     let back = round_trip(&desired);
@@ -380,6 +381,7 @@ fn experiments_and_agents_round_trip() {
         ended_at: Some(ts(1_700_000_060, 500)),
         seed: 42,
         targets: vec!["pod-a".into(), "pod-b".into()],
+        result: None,
     };
     let event = ExperimentEvent {
         experiment: experiment.name.clone(),

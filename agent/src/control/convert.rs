@@ -106,6 +106,7 @@ impl From<&DesiredState> for v1::DesiredState {
                 .map(|(route, fault)| fault_spec(route, fault))
                 .collect(),
             heartbeat_interval: None,
+            local_guards: Vec::new(),
         }
     }
 }
@@ -150,6 +151,7 @@ mod tests {
             lease,
             faults,
             heartbeat_interval: None,
+            local_guards: Vec::new(),
         }
     }
 

@@ -65,6 +65,7 @@ pub(crate) fn experiment(
         ended_at: e.state.is_finished().then(|| timestamp(e.state_changed_at)),
         seed: e.seed,
         targets,
+        result: None,
     }
 }
 

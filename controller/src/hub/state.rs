@@ -445,6 +445,7 @@ impl State {
                     lease: Some(duration_to_proto(self.leases.lease)),
                     faults,
                     heartbeat_interval: Some(duration_to_proto(self.leases.heartbeat)),
+                    local_guards: Vec::new(),
                 },
             )),
         };

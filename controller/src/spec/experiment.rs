@@ -9,6 +9,7 @@ use faultline_agent::fault::Fault;
 
 use super::document::{Document, Fields, Later, Node};
 use super::error::{FieldPath, SpecError};
+use super::guards::{Guard, Recovery};
 use super::targets::{self, Targets};
 use super::{faults, selector};
 
@@ -48,6 +49,12 @@ pub struct Experiment {
     pub seed: Option<u64>,
     /// May put faults on a route of an agent that a running experiment already faults.
     pub allow_overlap: bool,
+    /// `spec.guards`, in spec order.
+    pub guards: Vec<Guard>,
+    /// `spec.recovery` (defaults when left out).
+    pub recovery: Recovery,
+    /// `spec.requireTraffic`: a fault that matched nothing fails the experiment.
+    pub require_traffic: bool,
 }
 
 impl Experiment {
@@ -118,6 +125,9 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
         duration,
         seed,
         allow_overlap,
+        guards: Vec::new(),
+        recovery: Recovery::default(),
+        require_traffic: false,
     })
 }
 

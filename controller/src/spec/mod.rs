@@ -37,11 +37,16 @@ mod document;
 mod error;
 mod experiment;
 mod faults;
+mod guards;
 mod selector;
 mod targets;
 
 pub use self::caps::{Caps, check};
 pub use self::error::{Cap, ErrorKind, FieldPath, Location, Segment, SpecError};
+pub use self::guards::{
+    AgentsSource, BodyCheck, Condition, Guard, GrpcCodes, Metric, NoData, ProbeSource,
+    PrometheusSource, Recovery, Source,
+};
 pub use self::experiment::{API_VERSION, Experiment, KIND};
 pub use self::selector::{Operator, Requirement, Selector};
 pub use self::targets::{Mode, Percent, Targets};
