@@ -1,4 +1,4 @@
-//! `faultline validate -f FILE [--caps FILE] [-o json]`: checks an experiment spec offline,
+//! `faultline validate -f FILE [--caps FILE] [--heartbeat DURATION] [-o json]`: checks an experiment spec offline,
 //! exactly as the controller will (the same parser, `faultline_controller::spec`), and reports
 //! the first error as `FILE:LINE:COL: FIELD: message`.
 //!
@@ -8,11 +8,14 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use faultline_controller::spec::{self, Caps, ErrorKind, Experiment, Mode, SpecError};
 use serde_json::{Value, json};
+
+use crate::duration;
 
 /// The spec or the caps file is invalid.
 const EXIT_INVALID: u8 = 2;
@@ -29,6 +32,17 @@ pub struct ValidateArgs {
     /// JSON: maxDuration, maxPercentOfAgents, allowedSelectors).
     #[arg(long, value_name = "FILE")]
     pub caps: Option<PathBuf>,
+
+    /// The controller's heartbeat interval (its --heartbeat): an agents guard's window must be
+    /// at least this long.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FAULTLINE_HEARTBEAT",
+        default_value = "1s",
+        value_parser = duration::parse
+    )]
+    pub heartbeat: Duration,
 
     /// Output format (json: one object with the result or the error's field, line, column).
     #[arg(short, long, value_enum, default_value_t)]
@@ -85,6 +99,10 @@ fn check(args: &ValidateArgs) -> anyhow::Result<Result<Experiment, Refusal<'_>>>
             }
         },
         None => Caps::default(),
+    };
+    let caps = Caps {
+        heartbeat: args.heartbeat,
+        ..caps
     };
     let text = read(&args.file)?;
     Ok(spec::validate(&text, &caps).map_err(|error| Refusal {
@@ -165,15 +183,22 @@ fn print_invalid(args: &ValidateArgs, refusal: &Refusal<'_>) -> anyhow::Result<(
     }
 }
 
-/// `2 faults, targets 20% of agents matching track=canary on route api, for 10m`.
+/// `2 faults, targets 20% of agents matching track=canary on route api, for 10m`, then
+/// `, 2 guards` when there are any.
 fn summary(exp: &Experiment) -> String {
     let n = exp.faults.len();
-    format!(
+    let mut s = format!(
         "{n} fault{}, targets {}, for {}",
         if n == 1 { "" } else { "s" },
         exp.targets,
         humantime::format_duration(exp.duration)
-    )
+    );
+    match exp.guards.len() {
+        0 => {}
+        1 => s.push_str(", 1 guard"),
+        g => s.push_str(&format!(", {g} guards")),
+    }
+    s
 }
 
 fn experiment_json(exp: &Experiment) -> Value {
@@ -203,5 +228,15 @@ fn experiment_json(exp: &Experiment) -> Value {
         "durationMs": u64::try_from(exp.duration.as_millis()).unwrap_or(u64::MAX),
         "seed": exp.seed,
         "allowOverlap": exp.allow_overlap,
+        "guards": exp.guards.iter().map(|g| json!({
+            "name": g.name,
+            "source": g.source.kind(),
+            "condition": format!("{} {}", g.condition.symbol(), g.condition.threshold()),
+        })).collect::<Vec<_>>(),
+        "recovery": {
+            "stable": humantime::format_duration(exp.recovery.stable).to_string(),
+            "timeout": humantime::format_duration(exp.recovery.timeout).to_string(),
+        },
+        "requireTraffic": exp.require_traffic,
     })
 }

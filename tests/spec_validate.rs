@@ -9,9 +9,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use faultline_agent::fault::FaultKind;
-use faultline_controller::spec::{self, Caps, Mode};
+use faultline_controller::spec::{self, Caps, Condition, Metric, Mode, Source};
 use serde_json::Value;
 
 /// A valid spec the malformed ones are made from. Line numbers:
@@ -49,6 +50,7 @@ struct Run {
 fn faultline(args: &[&str], stdin: Option<&str>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(args)
+        .env_remove("FAULTLINE_HEARTBEAT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -569,15 +571,127 @@ fn no_faults() {
     assert_refused(&r, "spec.faults", 11, "at least one fault");
 }
 
+// === guards ===
+
+/// An agents guard on BASE's route, without its threshold and window (lines 19 and 20).
+const AGENTS_GUARD: &str = "    - name: errors\n      agents: {route: redis, metric: errorRate}\n";
+
+/// `BASE` with `guards` (list items) under `spec.guards`: the first item is on line 19.
+fn base_with_guards(guards: &str) -> String {
+    format!("{BASE}  guards:\n{guards}")
+}
+
 #[test]
-fn guards_are_not_supported_yet() {
-    let r = refused(
-        "guards",
-        &format!("{BASE}  guards:\n    - errorRate: {{above: 5}}\n"),
-        None,
+fn malformed_guards() {
+    let agents = AGENTS_GUARD;
+    // (file name, guards, field, line, message)
+    let cases: [(&str, String, &str, u64, &str); 5] = [
+        (
+            "guard_unknown_source",
+            "    - name: g\n      datadog: {query: x}\n".into(),
+            "spec.guards[0].datadog",
+            20,
+            "unknown field (expected one of: name, agents, prometheus, probe,",
+        ),
+        (
+            "guard_bad_promql_url",
+            "    - name: p\n      above: 1\n      prometheus: {url: \"prometheus:9090/api\", query: up}\n"
+                .into(),
+            "spec.guards[0].prometheus.url",
+            21,
+            "is not an absolute http:// or https:// URL",
+        ),
+        (
+            "guard_threshold_not_a_number",
+            format!("{agents}      above: 5%\n      window: 10s\n"),
+            "spec.guards[0].above",
+            21,
+            "must be a number, got the string \"5%\"",
+        ),
+        (
+            "guard_window_below_heartbeat",
+            format!("{agents}      above: 0.05\n      window: 100ms\n"),
+            "spec.guards[0].window",
+            22,
+            "100ms is shorter than the controller's heartbeat interval (1s): the window would \
+             hold no heartbeat",
+        ),
+        (
+            "guard_probe_with_above",
+            "    - name: health\n      probe: {url: \"http://redis:8080/healthz\"}\n      above: 2\n"
+                .into(),
+            "spec.guards[0].above",
+            21,
+            "a probe guard takes no threshold: it trips after probe.failures consecutive failed",
+        ),
+    ];
+    for (name, guards, field, line, says) in cases {
+        let r = refused(name, &base_with_guards(&guards), None);
+        assert_refused(&r, field, line, says);
+        assert_eq!(r.kind, "invalid", "{r:?}");
+    }
+}
+
+#[test]
+fn the_heartbeat_flag_sets_the_shortest_agents_window() {
+    let spec = base_with_guards(&format!(
+        "{AGENTS_GUARD}      above: 0.05\n      window: 100ms\n"
+    ));
+    let file = write("guard_heartbeat.yaml", &spec);
+    let name = file.to_str().unwrap();
+    let run = faultline(&["validate", "-f", name, "--heartbeat", "10ms"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = faultline(&["validate", "-f", name, "--heartbeat", "200ms"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{name}:22:15: spec.guards[0].window: 100ms is shorter than the controller's \
+             heartbeat interval (200ms): the window would hold no heartbeat\n"
+        )
     );
-    assert_refused(&r, "spec.guards", 18, "not supported yet: SLO guards");
-    assert_eq!(r.kind, "not_supported");
+}
+
+#[test]
+fn a_spec_with_every_guard_source_is_valid() {
+    let guards = "    - name: errors
+      agents: {route: redis, metric: errorRate, minRequests: 20}
+      above: 0.05
+      window: 10s
+      for: 2s
+    - name: p99
+      prometheus:
+        url: http://prometheus:9090
+        query: histogram_quantile(0.99, sum(rate(redis_seconds_bucket[30s])) by (le))
+      above: 0.25
+    - name: health
+      probe: {url: \"https://redis-exporter:9121/health\", expectStatus: 200}
+  recovery: {stable: 10s, timeout: 2m}
+  requireTraffic: true
+";
+    let file = write("guards_all_sources.yaml", &base_with_guards(guards));
+    let name = file.to_str().unwrap();
+    let run = faultline(&["validate", "-f", name], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.ends_with(", for 5m, 3 guards)\n"), "{run:?}");
+
+    let run = faultline(&["validate", "-f", name, "-o", "json"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let body: Value = serde_json::from_str(&run.stdout).unwrap();
+    let exp = &body["experiment"];
+    assert_eq!(
+        exp["guards"],
+        serde_json::json!([
+            {"name": "errors", "source": "agents", "condition": "> 0.05"},
+            {"name": "p99", "source": "prometheus", "condition": "> 0.25"},
+            {"name": "health", "source": "probe", "condition": "> 2"},
+        ])
+    );
+    assert_eq!(
+        exp["recovery"],
+        serde_json::json!({"stable": "10s", "timeout": "2m"})
+    );
+    assert_eq!(exp["requireTraffic"], true);
 }
 
 #[test]
@@ -909,4 +1023,29 @@ fn the_latency_example_is_200ms_on_half_the_redis_agents() {
     };
     assert_eq!(l.latency.as_millis(), 200);
     assert_eq!(l.jitter.as_millis(), 50);
+}
+
+#[test]
+fn the_guarded_example_stops_on_errors_or_a_failing_health_check() {
+    let exp = example("checkout-guarded.yaml");
+    assert_eq!(exp.guards.len(), 2);
+    let errors = &exp.guards[0];
+    assert_eq!(errors.condition, Condition::Above(0.05));
+    assert_eq!(errors.window, Duration::from_secs(10));
+    assert_eq!(errors.hold, Duration::from_secs(2));
+    let Source::Agents(agents) = &errors.source else {
+        panic!("{errors:?}")
+    };
+    assert_eq!(agents.route, "api");
+    assert!(matches!(agents.metric, Metric::ErrorRate { .. }));
+    assert_eq!(agents.min_requests, 20);
+    let health = &exp.guards[1];
+    let Source::Probe(probe) = &health.source else {
+        panic!("{health:?}")
+    };
+    assert_eq!(probe.expect_status, (200, 299));
+    assert_eq!(probe.failures, 3);
+    assert_eq!(health.condition, Condition::Above(2.0));
+    assert_eq!(exp.recovery.stable, Duration::from_secs(10));
+    assert_eq!(exp.recovery.timeout, Duration::from_secs(120));
 }

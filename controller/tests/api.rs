@@ -472,7 +472,7 @@ async fn malformed_specs_are_refused_naming_the_field_and_change_nothing() {
         (good.replace("{route: r, type: down}", "{type: down}"), "spec.faults[0].route"),
         (good.replace("{route: r, type: down}", "{route: r, type: down}, {route: r, type: down}"), "spec.faults[1]"),
         (good.replace("faults: [{route: r, type: down}]", "faults: []"), "spec.faults"),
-        (good.replace("duration: 5m", "duration: 5m\n  guards: []"), "spec.guards"),
+        (good.replace("duration: 5m", "duration: 5m\n  guards: [{name: g}]"), "spec.guards[0]"),
         (good.replace("kind: Experiment", "kind: Experiment\nkind: Experiment"), "kind"),
     ];
     assert!(cases.len() >= 20);

@@ -19,17 +19,36 @@ use std::time::Duration;
 use super::document::{Document, Fields};
 use super::error::{Cap, ErrorKind, FieldPath, SpecError};
 use super::experiment::Experiment;
+use super::guards::Source;
 use super::selector::{self, Selector};
 use super::targets::{Mode, Percent};
 
-/// The caps; [`Caps::default`] has none.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The caps; [`Caps::default`] has none (and the default heartbeat, 1 s).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caps {
     pub max_duration: Option<Duration>,
     /// Of the agents an experiment's selector matches.
     pub max_percent_of_agents: Option<Percent>,
     /// Empty: any selector.
     pub allowed_selectors: Vec<Selector>,
+    /// The controller's heartbeat interval: agents send their SLIs once per heartbeat, so an
+    /// agents guard's window must be at least this long. Not a cap and not in the caps file:
+    /// the controller sets it from its `--heartbeat`, `faultline validate` from its own.
+    pub heartbeat: Duration,
+}
+
+/// The controller's default `--heartbeat`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_duration: None,
+            max_percent_of_agents: None,
+            allowed_selectors: Vec::new(),
+            heartbeat: DEFAULT_HEARTBEAT,
+        }
+    }
 }
 
 impl Caps {
@@ -109,6 +128,9 @@ fn cap_error(cap: Cap, path: FieldPath, message: String) -> SpecError {
 ///
 /// A `count` experiment's share of agents is only known when it starts; the controller then
 /// calls [`Caps::check_chosen`].
+///
+/// It also checks what depends on the controller's settings rather than on a cap: an agents
+/// guard's window must hold at least one heartbeat ([`Caps::heartbeat`]).
 pub fn check(exp: &Experiment, caps: &Caps) -> Result<(), SpecError> {
     if let Some(max) = caps.max_duration.filter(|max| exp.duration > *max) {
         return Err(cap_error(
@@ -163,7 +185,29 @@ pub fn check(exp: &Experiment, caps: &Caps) -> Result<(), SpecError> {
             ),
         ));
     }
-    Ok(())
+    check_windows(exp, caps.heartbeat)
+}
+
+/// Agents send their SLIs once per heartbeat: a shorter window is always empty.
+fn check_windows(exp: &Experiment, heartbeat: Duration) -> Result<(), SpecError> {
+    let short = exp
+        .guards
+        .iter()
+        .enumerate()
+        .find(|(_, g)| matches!(g.source, Source::Agents(_)) && g.window < heartbeat);
+    match short {
+        Some((i, g)) => Err(SpecError::invalid(
+            FieldPath::keys(["spec", "guards"]).index(i).key("window"),
+            None,
+            format!(
+                "{} is shorter than the controller's heartbeat interval ({}): the window would \
+                 hold no heartbeat",
+                humantime::format_duration(g.window),
+                humantime::format_duration(heartbeat)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +244,7 @@ mod tests {
             max_duration: Some(Duration::from_secs(60)),
             max_percent_of_agents: Percent::new(50),
             allowed_selectors: vec![],
+            ..Caps::default()
         };
         let sel = "{selector: {matchLabels: {a: b}}, mode: percent, value: 50}";
         assert!(check(&exp(sel, "1m"), &caps).is_ok());

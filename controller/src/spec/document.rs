@@ -9,6 +9,7 @@
 //! derive, and every key and value of every mapping is read as a `Spanned`.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{MessageFormatter, Spanned};
@@ -284,6 +285,49 @@ impl Node {
             Value::Int(i) if i >= 0 => Ok(i as u64),
             _ => Err(self.expected(path, "a non-negative integer")),
         }
+    }
+
+    /// An integer or a float, finite: thresholds and quantiles.
+    pub(crate) fn number(&self, path: &FieldPath) -> Result<f64, SpecError> {
+        let n = match self.value {
+            Value::Int(i) => i as f64,
+            Value::UInt(u) => u as f64,
+            Value::Float(f) => f,
+            _ => return Err(self.expected(path, "a number")),
+        };
+        if !n.is_finite() {
+            return Err(self.expected(path, "a finite number"));
+        }
+        Ok(n)
+    }
+
+    /// A duration string such as `250ms` or `5m` (humantime's syntax); zero is allowed.
+    pub(crate) fn duration(&self, path: &FieldPath) -> Result<Duration, SpecError> {
+        let bad = |msg: String| SpecError::invalid(path.clone(), self.field_loc(), msg);
+        let Value::Str(s) = &self.value else {
+            return Err(bad(format!(
+                "must be a duration such as \"250ms\" or \"5m\", got {}",
+                self.describe()
+            )));
+        };
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            bad(format!(
+                "{s:?} is not a duration such as \"250ms\" or \"5m\" ({e})"
+            ))
+        })
+    }
+
+    /// A [`Node::duration`] longer than zero.
+    pub(crate) fn positive_duration(&self, path: &FieldPath) -> Result<Duration, SpecError> {
+        let d = self.duration(path)?;
+        if d.is_zero() {
+            return Err(SpecError::invalid(
+                path.clone(),
+                self.field_loc(),
+                "must be longer than zero",
+            ));
+        }
+        Ok(d)
     }
 
     pub(crate) fn seq(&self, path: &FieldPath) -> Result<&[Node], SpecError> {

@@ -131,7 +131,7 @@ pub enum ErrorKind {
     Syntax,
     /// A field is unknown, missing, of the wrong type or has a bad value.
     Invalid,
-    /// A field reserved for a later version (`spec.guards`, `spec.schedule`, `spec.phases`).
+    /// A field reserved for a later version (`spec.schedule`, `spec.phases`).
     NotSupported,
     /// Well formed, but beyond a server-side cap.
     Cap(Cap),

@@ -1,6 +1,6 @@
 //! The experiment document: `apiVersion`, `kind`, `metadata`, `spec`, read into an
-//! [`Experiment`]. Fields kept for later versions (`spec.guards`, `spec.schedule`,
-//! `spec.phases`) are refused as not supported yet, not as unknown.
+//! [`Experiment`]. Fields kept for later versions (`spec.schedule`, `spec.phases`) are refused
+//! as not supported yet, not as unknown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use faultline_agent::fault::Fault;
 
 use super::document::{Document, Fields, Later, Node};
 use super::error::{FieldPath, SpecError};
-use super::guards::{Guard, Recovery};
+use super::guards::{self, Guard, Recovery};
 use super::targets::{self, Targets};
 use super::{faults, selector};
 
@@ -18,11 +18,7 @@ pub const API_VERSION: &str = "faultline.dev/v1alpha1";
 /// The only `kind` this version reads.
 pub const KIND: &str = "Experiment";
 
-const LATER: [Later<'static>; 3] = [
-    (
-        "guards",
-        "SLO guards arrive in a later version of faultline",
-    ),
+const LATER: [Later<'static>; 2] = [
     (
         "schedule",
         "schedules arrive in a later version of faultline",
@@ -101,14 +97,25 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
     let spec = Fields::open(
         f.required("spec")?,
         &spec_path,
-        &["targets", "faults", "duration", "allowOverlap", "seed"],
+        &[
+            "targets",
+            "faults",
+            "duration",
+            "allowOverlap",
+            "seed",
+            "guards",
+            "recovery",
+            "requireTraffic",
+        ],
         &LATER,
     )?;
     let mut targets = targets::parse(spec.required("targets")?, &spec.path("targets"))?;
     let faults_node = spec.required("faults")?;
     let faults = faults::parse(faults_node, &spec.path("faults"), &name)?;
     check_routes(&mut targets, &faults, faults_node, &spec.path("faults"))?;
-    let duration = duration(spec.required("duration")?, &spec.path("duration"))?;
+    let duration = spec
+        .required("duration")?
+        .positive_duration(&spec.path("duration"))?;
     let allow_overlap = match spec.get("allowOverlap") {
         Some(n) => n.bool(&spec.path("allowOverlap"))?,
         None => false,
@@ -116,6 +123,18 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
     let seed = match spec.get("seed") {
         Some(n) => Some(n.u64(&spec.path("seed"))?),
         None => None,
+    };
+    let guards = match spec.get("guards") {
+        Some(n) => guards::parse(n, &spec.path("guards"), &targets.routes)?,
+        None => Vec::new(),
+    };
+    let recovery = match spec.get("recovery") {
+        Some(n) => guards::parse_recovery(n, &spec.path("recovery"))?,
+        None => Recovery::default(),
+    };
+    let require_traffic = match spec.get("requireTraffic") {
+        Some(n) => n.bool(&spec.path("requireTraffic"))?,
+        None => false,
     };
     Ok(Experiment {
         name,
@@ -125,9 +144,9 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
         duration,
         seed,
         allow_overlap,
-        guards: Vec::new(),
-        recovery: Recovery::default(),
-        require_traffic: false,
+        guards,
+        recovery,
+        require_traffic,
     })
 }
 
@@ -148,7 +167,7 @@ fn metadata(
 
 /// An experiment name is a DNS label, as Kubernetes object names mostly are: it appears in
 /// commands, metrics labels and the agents' fault origins.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -164,25 +183,6 @@ fn check_name(name: &str) -> Result<(), String> {
              starting and ending with a letter or digit"
         ))
     }
-}
-
-fn duration(node: &Node, path: &FieldPath) -> Result<Duration, SpecError> {
-    let bad = |msg: String| SpecError::invalid(path.clone(), node.field_loc(), msg);
-    let super::document::Value::Str(s) = &node.value else {
-        return Err(bad(format!(
-            "must be a duration such as \"250ms\" or \"5m\", got {}",
-            node.describe()
-        )));
-    };
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        bad(format!(
-            "{s:?} is not a duration such as \"250ms\" or \"5m\" ({e})"
-        ))
-    })?;
-    if d.is_zero() {
-        return Err(bad("must be longer than zero".into()));
-    }
-    Ok(d)
 }
 
 /// Every fault's route must be one of `spec.targets.routes`; when that list is left out it
@@ -281,10 +281,10 @@ spec:
 
     #[test]
     fn later_fields_are_not_supported_yet() {
-        let spec = VALID.replace("  seed: 42\n", "  guards:\n    - slo: errors\n");
+        let spec = VALID.replace("  seed: 42\n", "  phases:\n    - {percent: 5}\n");
         let e = Experiment::parse(&spec).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
-        assert_eq!(e.path.to_string(), "spec.guards");
+        assert_eq!(e.path.to_string(), "spec.phases");
         assert_eq!(e.location.map(|l| l.line), Some(17));
         assert!(e.message.starts_with("not supported yet"), "{e}");
     }

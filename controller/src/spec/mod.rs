@@ -19,6 +19,19 @@
 //!   duration: 5m
 //!   allowOverlap: false                        # default
 //!   seed: 42                                   # optional
+//!   guards:                                    # optional: stop early when the service bends
+//!     - name: errors                           # in-band, from the agents' heartbeats
+//!       agents: {route: redis, metric: errorRate, minRequests: 20}
+//!       above: 0.05
+//!       window: 10s                            # at least the controller's heartbeat
+//!       for: 2s
+//!     - name: p99                              # a PromQL query
+//!       prometheus: {url: "http://prometheus:9090", query: "..."}
+//!       above: 0.25
+//!     - name: health                           # an HTTP(S) probe; trips after `failures`
+//!       probe: {url: "http://redis-exporter:9121/health", failures: 3}
+//!   recovery: {stable: 5s, timeout: 5m}        # defaults
+//!   requireTraffic: false                      # default
 //! ```
 //!
 //! Unknown fields are errors everywhere; every error names the field path and, where the
@@ -29,7 +42,10 @@
 //! - `targets`: `spec.targets` -> [`Targets`] (mode, routes, new agents).
 //! - `selector`: label selectors with Kubernetes semantics.
 //! - `faults`: `spec.faults` through the agent's own rule parser.
-//! - `caps`: the controller's server-side limits and [`check`].
+//! - `guards`: `spec.guards` and `spec.recovery` -> [`Guard`]s (agents, Prometheus or probe
+//!   sources) and [`Recovery`]; every field and default is documented there.
+//! - `caps`: the controller's server-side limits and [`check`] (which also holds an agents
+//!   guard's window to the controller's heartbeat, [`Caps::heartbeat`]).
 //! - `error`: [`SpecError`], its [`FieldPath`] and [`Location`].
 
 mod caps;
@@ -41,13 +57,15 @@ mod guards;
 mod selector;
 mod targets;
 
-pub use self::caps::{Caps, check};
+pub use self::caps::{Caps, DEFAULT_HEARTBEAT, check};
 pub use self::error::{Cap, ErrorKind, FieldPath, Location, Segment, SpecError};
-pub use self::guards::{
-    AgentsSource, BodyCheck, Condition, Guard, GrpcCodes, Metric, NoData, ProbeSource,
-    PrometheusSource, Recovery, Source,
-};
 pub use self::experiment::{API_VERSION, Experiment, KIND};
+pub use self::guards::{
+    AgentsSource, BodyCheck, Condition, DEFAULT_EXPECT_STATUS, DEFAULT_FAILURES, DEFAULT_INTERVAL,
+    DEFAULT_MIN_REQUESTS, DEFAULT_PROBE_TIMEOUT, DEFAULT_PROMETHEUS_TIMEOUT,
+    DEFAULT_RECOVERY_TIMEOUT, DEFAULT_STABLE, DEFAULT_TRIP_AFTER_ERRORS, GrpcCodes, Guard,
+    MIN_INTERVAL, Metric, NoData, ProbeSource, PrometheusSource, Recovery, Source,
+};
 pub use self::selector::{Operator, Requirement, Selector};
 pub use self::targets::{Mode, Percent, Targets};
 

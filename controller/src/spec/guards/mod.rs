@@ -3,42 +3,45 @@
 //!
 //! ```yaml
 //! guards:
-//!   - name: checkout-errors
+//!   - name: checkout-errors         # a DNS label, unique among the guards
 //!     agents:                       # in-band: SLIs from the agents' heartbeats
-//!       route: api
-//!       selector: {matchLabels: {app: web}}   # optional: other agents than the targets
+//!       route: api                  # one of spec.targets.routes (unless selector is given)
+//!       # selector: {matchLabels: {app: web}}  # other agents than the targets (not with local)
 //!       metric: errorRate           # errorRate | latency | requestRate
-//!       # quantile: 0.99            # latency only (0 < q < 1)
+//!       # quantile: 0.99            # latency only, required there (0 < q < 1)
 //!       # grpcCodes: [2, 13, 14]    # errorRate: gRPC codes counted as errors (default: non-OK)
-//!       minRequests: 20             # below this in the window: no data
+//!       minRequests: 20             # below this in the window: no data (default 1)
 //!       noData: ignore              # ignore (default) | trip
 //!       local: true                 # the agent also judges its own traffic and clears itself
-//!     above: 0.05                   # or below:
-//!     window: 10s
+//!     above: 0.05                   # or below: (a number)
+//!     window: 10s                   # agents only; at least the controller's heartbeat
 //!     for: 2s                       # how long the condition must hold (default 0s)
 //!   - name: p99
 //!     prometheus:
 //!       url: http://127.0.0.1:9090
 //!       query: histogram_quantile(0.99, sum(rate(x_bucket[30s])) by (le))
-//!       interval: 1s                # >= 1s
-//!       timeout: 500ms
-//!       tripAfterErrors: 3          # consecutive query errors that trip; 0 = ignore errors
+//!       interval: 1s                # default 1s, >= 1s
+//!       timeout: 500ms              # default min(interval, 5s); at most interval
+//!       tripAfterErrors: 3          # consecutive query errors that trip (default 3); 0 = ignore
 //!     above: 0.25
 //!   - name: health
-//!     probe:
+//!     probe:                        # no above/below: trips after `failures` failed probes
 //!       url: http://127.0.0.1:8080/healthz
-//!       method: GET
+//!       method: GET                 # default GET
 //!       headers: {x-probe: faultline}
-//!       expectStatus: 200-299       # a status or a range
+//!       expectStatus: 200-299       # a status or a range (default 200-399)
 //!       bodyContains: ok            # or bodyRegex:
-//!       timeout: 1s
-//!       interval: 1s
-//!       failures: 3                 # consecutive failures before the guard trips
+//!       timeout: 1s                 # default 1s; at most interval
+//!       interval: 1s                # default 1s, >= 1s
+//!       failures: 3                 # consecutive failures before the guard trips (default 3)
 //! recovery:
 //!   stable: 5s                      # default 5s
-//!   timeout: 2m                     # default 5m
+//!   timeout: 2m                     # default 5m; longer than stable
 //! requireTraffic: true              # a rule that matched nothing fails the experiment
 //! ```
+//!
+//! The types are here; `parse` reads them from a spec. The check that needs the controller's
+//! runtime settings (an agents window at least one heartbeat long) is in `caps`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,12 +49,32 @@ use std::time::Duration;
 
 use super::selector::Selector;
 
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use self::parse::{parse, parse_recovery};
+
 /// Default `spec.recovery.stable`.
 pub const DEFAULT_STABLE: Duration = Duration::from_secs(5);
 /// Default `spec.recovery.timeout`.
 pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Shortest interval of a Prometheus or probe guard.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `interval` of a Prometheus or probe guard.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// A Prometheus guard's default `timeout` is its interval, at most this.
+pub const DEFAULT_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `tripAfterErrors` of a Prometheus guard.
+pub const DEFAULT_TRIP_AFTER_ERRORS: u32 = 3;
+/// Default `timeout` of a probe guard.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `failures` of a probe guard.
+pub const DEFAULT_FAILURES: u32 = 3;
+/// Default `expectStatus` of a probe guard: any success or redirect.
+pub const DEFAULT_EXPECT_STATUS: (u16, u16) = (200, 399);
+/// Default `minRequests` of an agents guard: a window without a request has no value.
+pub const DEFAULT_MIN_REQUESTS: u64 = 1;
 
 /// One validated guard.
 #[derive(Clone, Debug, PartialEq)]
