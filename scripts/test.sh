@@ -11,9 +11,25 @@
 #   binary; the venv's bin/grpcurl runs it), against the controller's reflection.
 # This script creates that venv and installs the pinned clients the first time; later runs only
 # check the installed versions.
+#
+# controller/tests/guard_sources.rs runs a real Prometheus (the `prometheus` binary on PATH) for
+# the controller's Prometheus guards. This script installs Debian's `prometheus` package when it
+# is missing (apt-get, through sudo unless run as root) and sets FAULTLINE_REQUIRE_PROMETHEUS=1,
+# so that test fails instead of skipping when the binary is absent.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v prometheus >/dev/null; then
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends prometheus
+fi
+export FAULTLINE_REQUIRE_PROMETHEUS=1
 
 venv=target/test-venv
 requirements=(
