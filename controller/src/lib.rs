@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod config;
+pub mod guard;
 pub mod hub;
 pub mod metrics;
 pub mod server;

@@ -26,7 +26,8 @@ use crate::api::{ExperimentApi, RegistryApi};
 use crate::config::{Config, Leases};
 use crate::hub::{AgentApi, Hub, LiveRegistry};
 use crate::metrics::{self, AbortReason, Metrics};
-use crate::store::{Store, StoreError, StoreHandle, StoreTask};
+use crate::spec::Caps;
+use crate::store::{EventKind, Store, StoreError, StoreHandle, StoreTask};
 
 /// How many store jobs may wait for the store thread.
 const STORE_QUEUE: usize = 256;
@@ -91,6 +92,7 @@ impl Server {
         let store = Store::open(&config.data_dir)?;
         let (store, store_task) = StoreHandle::spawn(store, STORE_QUEUE)?;
         let aborted = store.recover_after_restart(SystemTime::now()).await?;
+        close_recovery_watches(&store).await?;
         let metrics = Arc::new(Metrics::default());
         metrics.aborted(AbortReason::ControllerRestarted, aborted.len() as u64);
         if !aborted.is_empty() {
@@ -175,15 +177,20 @@ impl Server {
 
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
         let changes = Changes::default();
+        // Specs are checked against this controller's heartbeat (an agents guard's window).
+        let caps = Caps {
+            heartbeat: leases.heartbeat,
+            ..config.caps
+        };
         let (hub, hub_task) = Hub::spawn(
             store.clone(),
-            config.caps.clone(),
+            caps.clone(),
             leases,
             changes.clone(),
             metrics.clone(),
         );
         let (stop_hub, hub_task) = hub_task.split();
-        let experiments = ExperimentApi::new(store.clone(), Arc::new(config.caps))
+        let experiments = ExperimentApi::new(store.clone(), Arc::new(caps))
             .with_hub(hub.clone())
             .with_changes(changes.clone())
             .with_metrics(metrics.clone());
@@ -231,4 +238,28 @@ impl Server {
         tracing::info!("controller stopped");
         Ok(served?)
     }
+}
+
+/// Experiments whose recovery the previous controller was still watching get their recovery
+/// event (not recovered: nobody watched), so their timelines end and `Watch` streams close.
+async fn close_recovery_watches(store: &StoreHandle) -> Result<(), StoreError> {
+    for e in store.list(None).await? {
+        if !e.state.is_finished() || !crate::api::watch::has_guards(&e.spec_json) {
+            continue;
+        }
+        let timeline = store.timeline(e.id).await?;
+        let ran = timeline
+            .iter()
+            .any(|ev| ev.kind == EventKind::STATE_CHANGED && ev.detail["to"] == "running");
+        if ran && !timeline.iter().any(|ev| ev.kind == EventKind::RECOVERY) {
+            let detail = serde_json::json!({
+                "recovered": false,
+                "reason": "controller restarted while watching the recovery",
+            });
+            store
+                .append_event(e.id, SystemTime::now(), EventKind::RECOVERY, detail)
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -12,18 +12,16 @@ use std::time::{Duration, Instant};
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
 use faultline_agent::route::{RouteSpec, Upstream};
-use faultline_controller::config::{Config, Leases};
-use faultline_controller::server::Server;
+use faultline_controller::config::Leases;
 use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
 use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, ExperimentState, GetExperimentRequest,
     ListAgentsRequest, StartExperimentRequest, create_experiment_request,
 };
-use support::{TempDir, echo, eventually};
+use support::{InProcess, echo, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 // === support ===
@@ -113,21 +111,9 @@ async fn state(api: &mut ExperimentServiceClient<Channel>, name: &str) -> Experi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiments_reach_their_targets_and_clear_on_abort_and_on_completion() {
-    let dir = TempDir::new("three-agents");
     let leases = Leases::default();
-    let server = Server::bind(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.0.clone(),
-        caps: Default::default(),
-    })
-    .await
-    .expect("controller binds")
-    .with_leases(leases);
-    let addr = server.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let controller = InProcess::start("three-agents", leases, false).await;
+    let addr = controller.addr;
 
     let upstream = echo().await;
     let (a, a_addr) = agent(addr, "agent-a", &[("app", "shop"), ("zone", "a")], upstream).await;
@@ -140,11 +126,7 @@ async fn experiments_reach_their_targets_and_clear_on_abort_and_on_completion() 
     )
     .await;
 
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = controller.channel().await;
     let mut registry = AgentRegistryClient::new(channel.clone());
     let mut api = ExperimentServiceClient::new(channel);
 
@@ -268,6 +250,5 @@ async fn experiments_reach_their_targets_and_clear_on_abort_and_on_completion() 
     for agent in [a, b, c] {
         agent.shutdown(Duration::from_secs(1)).await;
     }
-    let _ = stop.send(());
-    controller.await.unwrap().expect("controller stops cleanly");
+    controller.stop().await;
 }

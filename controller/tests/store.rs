@@ -716,10 +716,10 @@ fn kill_9_mid_write_loses_nothing_acknowledged() {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             // libtest may print "test name ... " before the first line on the same line.
-            if let Some(at) = line.find("ACK ") {
-                if tx.send(line[at + 4..].to_owned()).is_err() {
-                    break;
-                }
+            if let Some(at) = line.find("ACK ")
+                && tx.send(line[at + 4..].to_owned()).is_err()
+            {
+                break;
             }
         }
     });

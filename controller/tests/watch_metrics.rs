@@ -10,18 +10,15 @@ use std::time::Duration;
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
 use faultline_agent::route::{RouteSpec, Upstream};
-use faultline_controller::config::Config;
-use faultline_controller::server::Server;
+use faultline_controller::config::Leases;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
 use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, ExperimentEvent, ExperimentEventKind,
     ExperimentState, StartExperimentRequest, WatchExperimentRequest, create_experiment_request,
 };
-use support::{TempDir, eventually};
+use support::{InProcess, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
@@ -32,58 +29,23 @@ struct Controller {
     addr: SocketAddr,
     metrics: SocketAddr,
     api: ExperimentServiceClient<Channel>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-    _dir: TempDir,
+    inner: InProcess,
 }
 
 impl Controller {
     async fn start(tag: &str) -> Controller {
-        let dir = TempDir::new(tag);
-        let mut server = Server::bind(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.0.clone(),
-            caps: Default::default(),
-        })
-        .await
-        .expect("controller binds");
-        let metrics = server
-            .bind_metrics("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("metrics binds");
-        assert_eq!(server.metrics_addr(), Some(metrics));
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let inner = InProcess::start(tag, Leases::default(), true).await;
         Controller {
-            addr,
-            metrics,
-            api: ExperimentServiceClient::new(channel),
-            stop,
-            task,
-            _dir: dir,
+            addr: inner.addr,
+            metrics: inner.metrics.expect("metrics were asked for"),
+            api: ExperimentServiceClient::new(inner.channel().await),
+            inner,
         }
     }
 
     async fn stop(self) {
         drop(self.api);
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the controller stops within 10 s")
-            .unwrap();
+        self.inner.stop().await;
     }
 
     async fn watch(&self, name: &str, after_sequence: u64) -> Streaming<ExperimentEvent> {

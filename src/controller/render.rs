@@ -7,7 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use faultline_proto::v1::{
-    Agent, Experiment, ExperimentEvent, ExperimentEventKind, ExperimentState, Protocol,
+    Agent, Experiment, ExperimentEvent, ExperimentEventKind, ExperimentResult, ExperimentState,
+    Protocol, RecoveryState,
 };
 use serde_json::{Value, json};
 
@@ -144,7 +145,87 @@ fn experiment_json(e: &Experiment) -> Value {
         "startedAt": opt_time(ts!(e.started_at)),
         "endedAt": opt_time(ts!(e.ended_at)),
         "spec": serde_json::from_str::<Value>(&e.spec).unwrap_or_else(|_| Value::String(e.spec.clone())),
+        "result": e.result.as_ref().map(result_json),
     })
+}
+
+fn seconds(d: &Option<faultline_proto::prost_types::Duration>) -> Value {
+    d.as_ref()
+        .map(|d| json!(d.seconds as f64 + f64::from(d.nanos) / 1e9))
+        .unwrap_or(Value::Null)
+}
+
+fn result_json(r: &ExperimentResult) -> Value {
+    json!({
+        "trip": r.trip.as_ref().map(|t| json!({
+            "guard": t.guard,
+            "source": t.source,
+            "value": t.value,
+            "threshold": t.threshold,
+            "trippedAt": opt_time(ts!(t.tripped_at)),
+            "withdrawnAt": opt_time(ts!(t.withdrawn_at)),
+            "lastAckAt": opt_time(ts!(t.last_ack_at)),
+            "acknowledged": t.acknowledged,
+            "unacknowledged": t.unacknowledged,
+        })),
+        "timeToDetectSeconds": seconds(&r.time_to_detect),
+        "recovery": lower(r.recovery().as_str_name(), "RECOVERY_STATE_"),
+        "recoveryTimeSeconds": seconds(&r.recovery_time),
+        "rules": r.rules.iter().map(|t| json!({
+            "route": t.route, "fault": t.fault,
+            "matched": t.matched, "injected": t.injected, "passed": t.passed,
+        })).collect::<Vec<_>>(),
+        "unmatched": r.unmatched,
+    })
+}
+
+/// The result's lines on the describe page.
+fn result_lines(r: &ExperimentResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(t) = &r.trip {
+        let acks = if t.unacknowledged.is_empty() {
+            format!("{} acknowledged", t.acknowledged)
+        } else {
+            format!(
+                "{} acknowledged, not: {}",
+                t.acknowledged,
+                t.unacknowledged.join(", ")
+            )
+        };
+        lines.push(format!(
+            "Tripped:   guard {} ({}) value {} threshold {} at {}; {acks}",
+            t.guard,
+            t.source,
+            t.value,
+            t.threshold,
+            ts!(t.tripped_at)
+        ));
+    }
+    if let Value::Number(n) = seconds(&r.time_to_detect) {
+        lines.push(format!("Detected:  {n}s after the faults started"));
+    }
+    let recovery = match (r.recovery(), seconds(&r.recovery_time)) {
+        (RecoveryState::Recovered, Value::Number(n)) => {
+            format!("recovered {n}s after the faults ended")
+        }
+        (RecoveryState::NotRecovered, _) => "not recovered".to_owned(),
+        (RecoveryState::Observing, _) => "observing".to_owned(),
+        _ => "- (no guards)".to_owned(),
+    };
+    lines.push(format!("Recovery:  {recovery}"));
+    for t in &r.rules {
+        lines.push(format!(
+            "Fault:     {}/{} matched {}, injected {}, passed {}",
+            t.route, t.fault, t.matched, t.injected, t.passed
+        ));
+    }
+    if !r.unmatched.is_empty() {
+        lines.push(format!(
+            "Unverified: {} matched no request or connection",
+            r.unmatched.join(", ")
+        ));
+    }
+    lines
 }
 
 fn agent_json(a: &Agent) -> Value {
@@ -203,6 +284,12 @@ pub fn describe(e: &Experiment, events: &[ExperimentEvent]) -> String {
     for line in spec_summary(&e.spec) {
         page.push_str(&format!("  {line}\n"));
     }
+    if let Some(r) = &e.result {
+        page.push_str("Result:\n");
+        for line in result_lines(r) {
+            page.push_str(&format!("  {line}\n"));
+        }
+    }
     page.push_str("Timeline:\n");
     let mut t = Table::new(vec!["SEQ", "AT", "EVENT", "STATE", "DETAIL"]);
     for ev in events {
@@ -211,7 +298,7 @@ pub fn describe(e: &Experiment, events: &[ExperimentEvent]) -> String {
             ts!(ev.at),
             event_kind(ev.kind),
             state(ev.state),
-            ev.detail_json.clone(),
+            short(&ev.detail_json),
         ]);
     }
     let mut table = Vec::new();
@@ -221,6 +308,16 @@ pub fn describe(e: &Experiment, events: &[ExperimentEvent]) -> String {
         page.push_str(&format!("  {line}\n"));
     }
     page
+}
+
+/// A detail as the timeline table shows it: long ones (a recovery's series) cut short; `-o
+/// json` has them whole.
+fn short(detail: &str) -> String {
+    const MAX: usize = 160;
+    match detail.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &detail[..at]),
+        None => detail.to_owned(),
+    }
 }
 
 /// The stored (canonical JSON) spec in a few lines: duration, targets, one line per fault.

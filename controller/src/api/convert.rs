@@ -65,8 +65,23 @@ pub(crate) fn experiment(
         ended_at: e.state.is_finished().then(|| timestamp(e.state_changed_at)),
         seed: e.seed,
         targets,
-        result: None,
+        result: super::result::result(e, timeline),
     }
+}
+
+fn guard_kind(kind: &EventKind) -> Option<v1::ExperimentEventKind> {
+    use v1::ExperimentEventKind as K;
+    [
+        (EventKind::PREFLIGHT, K::Preflight),
+        (EventKind::GUARD_CHANGED, K::GuardChanged),
+        (EventKind::GUARD_TRIPPED, K::GuardTripped),
+        (EventKind::FAULTS_WITHDRAWN, K::FaultsWithdrawn),
+        (EventKind::INJECTION, K::Injection),
+        (EventKind::RECOVERY, K::Recovery),
+    ]
+    .into_iter()
+    .find(|(k, _)| k == kind)
+    .map(|(_, v)| v)
 }
 
 /// The timeline as wire events: sequences from 1, each with the state after it.
@@ -93,6 +108,8 @@ pub(crate) fn timeline(name: &str, events: &[Event]) -> Vec<v1::ExperimentEvent>
                 }
             } else if ev.kind == EventKind::TARGETS_CHOSEN {
                 v1::ExperimentEventKind::TargetsChosen
+            } else if let Some(kind) = guard_kind(&ev.kind) {
+                kind
             } else {
                 // Kinds of later versions: shown by their detail.
                 v1::ExperimentEventKind::Unspecified

@@ -163,9 +163,10 @@ impl ExperimentService for ExperimentApi {
             StartError::Store(e) => status::from_store(e),
             StartError::Stopped => Status::unavailable(err.to_string()),
             StartError::BadSpec { .. } => Status::internal(err.to_string()),
-            StartError::NotPending { .. } | StartError::Targets(_) | StartError::Conflicts(_) => {
-                Status::failed_precondition(err.to_string())
-            }
+            StartError::NotPending { .. }
+            | StartError::Targets(_)
+            | StartError::Conflicts(_)
+            | StartError::Preflight(_) => Status::failed_precondition(err.to_string()),
         })?;
         let stored = self.store.get(e.id).await.map_err(status::from_store)?;
         Ok(Response::new(self.wire(&stored).await?))

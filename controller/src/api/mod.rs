@@ -7,11 +7,13 @@
 //! - `status`: every error mapped to a gRPC status, in one place.
 //! - `canonical`: the canonical JSON of a validated spec.
 //! - `convert`: store records to wire messages (timestamps, states, events).
+//! - `result`: an experiment's result (trip, detection, recovery, injection) from its timeline.
 
 mod canonical;
 mod convert;
 pub mod experiments;
 pub mod registry;
+mod result;
 mod status;
 pub mod watch;
 

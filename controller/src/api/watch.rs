@@ -5,7 +5,8 @@
 //! sends what the client has not seen, and waits for the next bump; a `watch` channel keeps
 //! only the latest value, so a slow client never holds the controller back: it simply
 //! re-reads the store from its last sequence when it catches up. The stream ends after an
-//! event that leaves the experiment completed, aborted or failed has been sent.
+//! event that leaves the experiment completed, aborted or failed has been sent, or, for an
+//! experiment with guards that ran, after its recovery event (the hub always writes one).
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{convert, status};
-use crate::store::{ExperimentId, StoreHandle};
+use crate::store::{Event, EventKind, ExperimentId, StoreHandle};
 
 /// How many events may wait for a slow client before the watch task waits for it.
 const STREAM_QUEUE: usize = 16;
@@ -60,6 +61,23 @@ fn is_final(state: i32) -> bool {
     .any(|s| s as i32 == state)
 }
 
+/// Whether a stored spec has guards (and so a recovery watch after its faults).
+pub(crate) fn has_guards(spec_json: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(spec_json)
+        .ok()
+        .and_then(|v| v["spec"]["guards"].as_array().map(|g| !g.is_empty()))
+        .unwrap_or(false)
+}
+
+/// An experiment with guards is settled once it never ran (failed or aborted while pending)
+/// or its recovery watch has been recorded.
+fn settled(events: &[Event]) -> bool {
+    let ran = events
+        .iter()
+        .any(|ev| ev.kind == EventKind::STATE_CHANGED && ev.detail["to"] == "running");
+    !ran || events.iter().any(|ev| ev.kind == EventKind::RECOVERY)
+}
+
 /// Starts the task that feeds one client's stream.
 pub(crate) fn spawn(
     store: StoreHandle,
@@ -73,6 +91,13 @@ pub(crate) fn spawn(
     let mut changed = changes.subscribe();
     tokio::spawn(async move {
         let mut last = after;
+        let guarded = match store.get(id).await {
+            Ok(e) => has_guards(&e.spec_json),
+            Err(e) => {
+                let _ = tx.send(Err(status::from_store(e))).await;
+                return;
+            }
+        };
         loop {
             if *changed.borrow_and_update() {
                 return;
@@ -86,7 +111,8 @@ pub(crate) fn spawn(
             };
             let timeline = convert::timeline(&name, &events);
             // Finished: once its last event is sent (or was seen before `after_sequence`).
-            let finished = timeline.last().is_some_and(|e| is_final(e.state));
+            let finished = timeline.last().is_some_and(|e| is_final(e.state))
+                && (!guarded || settled(&events));
             for event in timeline {
                 if event.sequence <= last {
                     continue;

@@ -9,11 +9,22 @@
 //! every heartbeat interval (which renews the agents' leases), and ends running experiments
 //! when their duration is over.
 //!
-//! Modules: `service` (the gRPC `AgentService` stream, hello to domain types), `registry`
-//! (`AgentRegistry.List` with the hub's live view), `state` (the task and its state),
-//! `fanout` (timing a desired-state change until every targeted agent acknowledged it).
+//! The hub also runs the experiments' SLO guards: in-band guards read the SLIs agents send
+//! in heartbeats as they arrive, polled guards (Prometheus, probes) send readings from their
+//! tasks; a trip withdraws the faults at once, and after the faults end the guards keep
+//! reading until the service is stable again (recovery).
+//!
+//! Modules: `service` (the gRPC `AgentService` stream, hello and heartbeats to domain types),
+//! `registry` (`AgentRegistry.List` with the hub's live view), `state` (the task, its
+//! commands and the agents' desired states), `lifecycle` (an experiment's pre-flight, start,
+//! end, trip, withdrawal and recovery watch), `guards` (one experiment's guards), `history`
+//! (recent SLIs per agent route, for pre-flight), `fanout` (timing a desired-state change
+//! until every targeted agent acknowledged it).
 
 mod fanout;
+mod guards;
+mod history;
+mod lifecycle;
 mod registry;
 mod service;
 mod state;

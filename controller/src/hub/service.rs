@@ -3,12 +3,14 @@
 //! The first message must be a hello; it becomes a [`targets::AgentInfo`] here (the wire
 //! stops at this boundary), is recorded in the store, and registers the agent with the hub,
 //! which answers through the stream's bounded queue. A task per stream reads what follows
-//! (acknowledgements; heartbeats refresh `last seen`) and tells the hub when the stream ends.
+//! (acknowledgements; heartbeats, whose SLIs become domain values here and go to the hub's
+//! guards, and refresh `last seen`; local guard trips) and tells the hub when the stream ends.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
+use faultline_agent::metrics::http::SliSnapshot;
 use faultline_agent::route::Protocol;
 use faultline_proto::v1::agent_service_server::AgentService;
 use faultline_proto::v1::{self, AgentMessage, ControllerMessage};
@@ -32,6 +34,26 @@ impl AgentApi {
     pub fn new(hub: Hub, store: StoreHandle) -> Self {
         Self { hub, store }
     }
+}
+
+/// How often a connected agent's `last seen` is written to the store.
+const SEEN_PERIOD: Duration = Duration::from_secs(10);
+
+/// A heartbeat's route SLIs as domain values; a malformed one is logged and left out (the
+/// guards lose one report, the stream goes on).
+fn route_slis(agent: &str, slis: Vec<v1::RouteSli>) -> Vec<(String, SliSnapshot)> {
+    slis.into_iter()
+        .filter_map(|r| {
+            let sli = r.sli.unwrap_or_default();
+            match SliSnapshot::try_from(sli) {
+                Ok(s) => Some((r.route, s)),
+                Err(e) => {
+                    tracing::warn!(%agent, route = %r.route, error = %e, "malformed route SLI");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// The hello as a domain value, with the routes as the store records them.
@@ -113,21 +135,32 @@ impl AgentService for AgentApi {
         // sender, which ends the response and with it the agent's half.
         let (hub, store) = (self.hub.clone(), self.store.clone());
         tokio::spawn(async move {
+            let mut recorded = Instant::now();
             while let Some(Ok(msg)) = inbound.next().await {
                 match msg.body {
                     Some(v1::agent_message::Body::Ack(ack)) => {
                         hub.ack(id.clone(), ack.generation, ack.error).await
                     }
-                    Some(v1::agent_message::Body::Heartbeat(_)) => {
-                        let _ = store
-                            .record_agent_seen(
-                                id.clone(),
-                                info.labels.clone(),
-                                routes.clone(),
-                                hello.version.clone(),
-                                SystemTime::now(),
-                            )
-                            .await;
+                    Some(v1::agent_message::Body::Heartbeat(beat)) => {
+                        let slis = route_slis(&id, beat.route_slis);
+                        hub.heartbeat(id.clone(), slis, beat.rule_counts).await;
+                        // `last seen` is for people: at most one write per agent per period,
+                        // whatever the heartbeat rate.
+                        if recorded.elapsed() >= SEEN_PERIOD {
+                            recorded = Instant::now();
+                            let _ = store
+                                .record_agent_seen(
+                                    id.clone(),
+                                    info.labels.clone(),
+                                    routes.clone(),
+                                    hello.version.clone(),
+                                    SystemTime::now(),
+                                )
+                                .await;
+                        }
+                    }
+                    Some(v1::agent_message::Body::LocalTrip(trip)) => {
+                        hub.local_trip(id.clone(), trip).await
                     }
                     _ => {}
                 }

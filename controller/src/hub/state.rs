@@ -2,24 +2,34 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use faultline_agent::control::convert::{duration_to_proto, fault_spec};
+use faultline_agent::metrics::http::SliSnapshot;
 use faultline_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::fanout::Fanouts;
+use super::guards::Guards;
+use super::history::History;
+use super::lifecycle::{Observing, Starting, Withdrawal};
 use crate::api::watch::Changes;
 use crate::config::Leases;
+use crate::guard::Sample;
 use crate::metrics::Metrics;
 use crate::spec::{self, Caps};
-use crate::store::{ExperimentId, ExperimentState, StateKind, StoreError, StoreHandle};
+use crate::store::{ExperimentId, StoreError, StoreHandle};
 use crate::targets::{self, AgentInfo, Choice, TargetError};
 
 /// How many commands may wait for the hub.
 const COMMAND_QUEUE: usize = 256;
+/// How many guard readings from pollers may wait for the hub.
+const SAMPLE_QUEUE: usize = 256;
+/// How often guards are re-read without new reports: windows age, `for` runs out, recovery
+/// and withdrawals time out.
+const GUARD_TICK: Duration = Duration::from_millis(50);
 /// How many messages may wait for one agent's stream; an agent this far behind is dropped
 /// (its stream ends, it clears its faults and redials for the whole state).
 pub(super) const SESSION_QUEUE: usize = 16;
@@ -40,6 +50,8 @@ pub enum StartError {
     Targets(#[from] TargetError),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Conflicts(Vec<targets::Conflict>),
+    #[error("pre-flight: {0}")]
+    Preflight(String),
     #[error("the controller is shutting down")]
     Stopped,
 }
@@ -58,6 +70,15 @@ enum Command {
         id: String,
         generation: u64,
         error: Option<String>,
+    },
+    Heartbeat {
+        id: String,
+        slis: Vec<(String, SliSnapshot)>,
+        rules: Vec<v1::RuleCount>,
+    },
+    LocalTrip {
+        id: String,
+        trip: v1::LocalGuardTrip,
     },
     Start {
         name: String,
@@ -103,6 +124,7 @@ impl Hub {
     ) -> (Hub, HubTask) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stopped) = oneshot::channel();
+        let (samples, samples_rx) = mpsc::channel(SAMPLE_QUEUE);
         let state = State {
             store,
             changes,
@@ -113,9 +135,15 @@ impl Hub {
             agents: BTreeMap::new(),
             generations: BTreeMap::new(),
             running: BTreeMap::new(),
+            starting: BTreeMap::new(),
+            observing: BTreeMap::new(),
+            withdrawals: Vec::new(),
+            history: History::default(),
+            samples,
+            http: crate::guard::http::Http::new(),
             next_session: 0,
         };
-        let task = tokio::spawn(state.run(rx, stopped));
+        let task = tokio::spawn(state.run(rx, samples_rx, stopped));
         (Hub { tx }, HubTask { task, stop })
     }
 
@@ -142,6 +170,21 @@ impl Hub {
                 error,
             })
             .await;
+    }
+
+    /// An agent's heartbeat: its route SLIs (already converted) and fault counters.
+    pub(super) async fn heartbeat(
+        &self,
+        id: String,
+        slis: Vec<(String, SliSnapshot)>,
+        rules: Vec<v1::RuleCount>,
+    ) {
+        let _ = self.tx.send(Command::Heartbeat { id, slis, rules }).await;
+    }
+
+    /// An agent's local guard tripped.
+    pub(super) async fn local_trip(&self, id: String, trip: v1::LocalGuardTrip) {
+        let _ = self.tx.send(Command::LocalTrip { id, trip }).await;
     }
 
     /// Starts a pending experiment: targets chosen, stored, state running (committed), then
@@ -181,42 +224,66 @@ impl HubTask {
 
 // === impl State ===
 
-struct Agent {
-    info: AgentInfo,
+pub(super) struct Agent {
+    pub(super) info: AgentInfo,
     tx: SessionTx,
     session: u64,
 }
 
-struct Running {
-    exp: spec::Experiment,
-    seed: u64,
-    choice: Choice,
+pub(super) struct Running {
+    pub(super) exp: spec::Experiment,
+    pub(super) seed: u64,
+    pub(super) choice: Choice,
     /// Agents already counted in `choice.eligible` (or chosen): a reconnect is not a newcomer.
-    seen: BTreeSet<String>,
-    ends: Instant,
+    pub(super) seen: BTreeSet<String>,
+    pub(super) ends: Instant,
+    /// When the faults were sent.
+    pub(super) started: Instant,
+    pub(super) guards: Guards,
+    /// The latest fault counters of each target (totals since it applied the faults).
+    pub(super) counts: BTreeMap<String, Vec<v1::RuleCount>>,
 }
 
-struct State {
-    store: StoreHandle,
-    changes: Changes,
-    metrics: Arc<Metrics>,
-    fanouts: Fanouts,
-    caps: Caps,
-    leases: Leases,
-    agents: BTreeMap<String, Agent>,
+pub(super) struct State {
+    pub(super) store: StoreHandle,
+    pub(super) changes: Changes,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) fanouts: Fanouts,
+    pub(super) caps: Caps,
+    pub(super) leases: Leases,
+    pub(super) agents: BTreeMap<String, Agent>,
     /// Last generation sent to each agent, kept across reconnects.
-    generations: BTreeMap<String, u64>,
-    running: BTreeMap<ExperimentId, Running>,
+    pub(super) generations: BTreeMap<String, u64>,
+    pub(super) running: BTreeMap<ExperimentId, Running>,
+    /// Experiments in pre-flight: waiting for their polled guards' first readings.
+    pub(super) starting: BTreeMap<ExperimentId, Starting>,
+    /// Experiments whose faults ended, while their guards watch the service recover.
+    pub(super) observing: BTreeMap<ExperimentId, Observing>,
+    /// Cleared states sent after a trip, until every target acknowledged them.
+    pub(super) withdrawals: Vec<Withdrawal>,
+    pub(super) history: History,
+    /// Where pollers send readings.
+    pub(super) samples: mpsc::Sender<Sample>,
+    pub(super) http: crate::guard::http::Http,
     next_session: u64,
 }
 
 impl State {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut stopped: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut samples: mpsc::Receiver<Sample>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
         let mut beat = tokio::time::interval(self.leases.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut guard_tick = tokio::time::interval(GUARD_TICK);
+        guard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(super::history::SPAN);
         loop {
             let next_end = self.running.values().map(|r| r.ends).min();
             tokio::select! {
+                biased;
                 _ = &mut stopped => break,
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
@@ -225,8 +292,11 @@ impl State {
                     }
                     None => break,
                 },
-                _ = beat.tick() => self.heartbeat(),
+                Some(sample) = samples.recv() => self.sample(sample).await,
                 _ = sleep_until(next_end) => self.complete_due().await,
+                _ = beat.tick() => self.heartbeat(),
+                _ = guard_tick.tick(), if self.guarding() => self.guard_tick().await,
+                _ = sweep.tick() => self.history.sweep(Instant::now()),
             }
         }
         for (_, agent) in std::mem::take(&mut self.agents) {
@@ -269,17 +339,13 @@ impl State {
                     tracing::debug!(agent = %id, generation, "agent acknowledged");
                     let took = self.fanouts.acked(&id, generation);
                     self.observe(took);
+                    self.withdrawal_acked(&id, generation).await;
                 }
             },
-            Command::Start { name, reply } => {
-                let result = self.start(name).await;
-                let _ = reply.send(result);
-            }
-            Command::Ended { id } => {
-                if let Some(run) = self.running.remove(&id) {
-                    self.push_all(&run.choice.chosen);
-                }
-            }
+            Command::Heartbeat { id, slis, rules } => self.agent_heartbeat(id, slis, rules).await,
+            Command::LocalTrip { id, trip } => self.local_trip(id, trip).await,
+            Command::Start { name, reply } => self.start(name, reply).await,
+            Command::Ended { id } => self.ended(id).await,
             Command::Agents { reply } => {
                 let live = self
                     .agents
@@ -321,83 +387,6 @@ impl State {
         }
     }
 
-    async fn start(&mut self, name: String) -> Result<(), StartError> {
-        let stored = self.store.get(name.clone()).await?;
-        if stored.state.kind() != StateKind::Pending {
-            return Err(StartError::NotPending {
-                name,
-                state: stored.state.kind().as_str(),
-            });
-        }
-        let exp = spec::Experiment::parse(&stored.spec_json).map_err(|e| StartError::BadSpec {
-            name: name.clone(),
-            message: e.message.clone(),
-        })?;
-        let agents: Vec<AgentInfo> = self.agents.values().map(|a| a.info.clone()).collect();
-        let choice = targets::choose(&exp, stored.seed, &agents, &self.caps)?;
-        let running: Vec<(&spec::Experiment, &Choice)> =
-            self.running.values().map(|r| (&r.exp, &r.choice)).collect();
-        let conflicts = targets::conflicts((&exp, &choice), &running);
-        if !conflicts.is_empty() {
-            return Err(StartError::Conflicts(conflicts));
-        }
-        // Committed before any fault leaves: a crash from here on is recovered as aborted.
-        let now = SystemTime::now();
-        self.store
-            .set_targets(stored.id, choice.chosen.clone(), now)
-            .await?;
-        self.store
-            .transition(stored.id, ExperimentState::Running, now)
-            .await?;
-        self.changes.notify();
-        tracing::info!(experiment = %name, targets = ?choice.chosen, "experiment running");
-        let chosen = choice.chosen.clone();
-        let seen = self.agents.keys().cloned().collect();
-        self.running.insert(
-            stored.id,
-            Running {
-                ends: Instant::now() + exp.duration,
-                exp,
-                seed: stored.seed,
-                choice,
-                seen,
-            },
-        );
-        self.push_all(&chosen);
-        Ok(())
-    }
-
-    async fn complete_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<ExperimentId> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.ends <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(run) = self.running.remove(&id) else {
-                continue;
-            };
-            // Withdrawn first: a fault never outlives its experiment's duration, even when
-            // the store is slow or refuses (already aborted).
-            self.push_all(&run.choice.chosen);
-            match self
-                .store
-                .transition(id, ExperimentState::Completed, SystemTime::now())
-                .await
-            {
-                Ok(_) => {
-                    self.changes.notify();
-                    tracing::info!(experiment = %run.exp.name, "experiment completed")
-                }
-                Err(e) => {
-                    tracing::debug!(experiment = %run.exp.name, error = %e, "not completed")
-                }
-            }
-        }
-    }
-
     fn heartbeat(&mut self) {
         let beat = v1::ControllerMessage {
             body: Some(v1::controller_message::Body::Heartbeat(
@@ -412,29 +401,36 @@ impl State {
         }
     }
 
-    /// Sends each of `ids` its desired state, and times the fan-out until they acknowledge.
-    fn push_all(&mut self, ids: &[String]) {
+    /// Sends each of `ids` its desired state, and times the fan-out until they acknowledge;
+    /// answers the generation each connected agent was sent.
+    pub(super) fn push_all(&mut self, ids: &[String]) -> BTreeMap<String, u64> {
         let started = Instant::now();
-        let waiting = ids
+        let waiting: BTreeMap<String, u64> = ids
             .iter()
             .filter_map(|id| Some((id.clone(), self.push(id)?)))
             .collect();
-        self.fanouts.begin(started, waiting);
+        self.fanouts.begin(started, waiting.clone());
+        waiting
     }
 
-    fn observe(&self, took: Vec<std::time::Duration>) {
+    pub(super) fn observe(&self, took: Vec<std::time::Duration>) {
         took.into_iter().for_each(|t| self.metrics.fanout(t));
     }
 
     /// Sends `id` its whole desired state under a new generation, if it is connected; answers
     /// the generation sent.
-    fn push(&mut self, id: &str) -> Option<u64> {
+    pub(super) fn push(&mut self, id: &str) -> Option<u64> {
         let agent = self.agents.get(id)?;
-        let faults = self
-            .running
-            .values()
-            .filter(|r| r.choice.chosen.iter().any(|c| c == id))
+        let targeting = || {
+            self.running
+                .values()
+                .filter(|r| r.choice.chosen.iter().any(|c| c == id))
+        };
+        let faults = targeting()
             .flat_map(|r| r.exp.faults.iter().map(|(route, f)| fault_spec(route, f)))
+            .collect();
+        let local_guards = targeting()
+            .flat_map(|r| super::lifecycle::local_guards(&r.exp, &agent.info))
             .collect();
         let generation = self.generations.entry(id.to_owned()).or_insert(0);
         *generation += 1;
@@ -445,7 +441,7 @@ impl State {
                     lease: Some(duration_to_proto(self.leases.lease)),
                     faults,
                     heartbeat_interval: Some(duration_to_proto(self.leases.heartbeat)),
-                    local_guards: Vec::new(),
+                    local_guards,
                 },
             )),
         };

@@ -47,6 +47,20 @@ impl EventKind {
     /// The experiment was deleted (detail: `{}`).
     pub const DELETED: EventKind = EventKind::from_static("deleted");
 
+    // Kinds the hub writes about guards (see `ExperimentEventKind` in experiment.proto).
+    /// Guards judged before the first fault (detail: `passed`, `guards`).
+    pub const PREFLIGHT: EventKind = EventKind::from_static("preflight");
+    /// A guard changed state (detail: `guard`, `from`, `to`, `value`, `threshold`, `note`).
+    pub const GUARD_CHANGED: EventKind = EventKind::from_static("guard_changed");
+    /// A guard tripped (detail: `guard`, `source`, `value`, `threshold`, `for_ms`, ...).
+    pub const GUARD_TRIPPED: EventKind = EventKind::from_static("guard_tripped");
+    /// Cleared states acknowledged after a trip (detail: `sent_at`, `acks_ms`, ...).
+    pub const FAULTS_WITHDRAWN: EventKind = EventKind::from_static("faults_withdrawn");
+    /// Fault counters summed over agents (detail: `rules`, `unmatched`).
+    pub const INJECTION: EventKind = EventKind::from_static("injection");
+    /// Recovery observation ended (detail: `recovered`, `recovery_time_ms`, `series`).
+    pub const RECOVERY: EventKind = EventKind::from_static("recovery");
+
     const RESERVED: [EventKind; 4] = [
         Self::CREATED,
         Self::STATE_CHANGED,

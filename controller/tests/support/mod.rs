@@ -72,3 +72,79 @@ pub async fn echo() -> SocketAddr {
     });
     addr
 }
+
+/// A controller serving in-process on 127.0.0.1:0 over a temp data dir, until [`stop`].
+///
+/// [`stop`]: InProcess::stop
+pub struct InProcess {
+    pub addr: std::net::SocketAddr,
+    /// The `/metrics` address, when asked for.
+    pub metrics: Option<std::net::SocketAddr>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl InProcess {
+    /// Binds and serves with `leases`; with `metrics`, `/metrics` on a port of its own too.
+    pub async fn start(
+        tag: &str,
+        leases: faultline_controller::config::Leases,
+        metrics: bool,
+    ) -> InProcess {
+        let dir = TempDir::new(tag);
+        let mut server =
+            faultline_controller::server::Server::bind(faultline_controller::config::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                data_dir: dir.0.clone(),
+                caps: Default::default(),
+            })
+            .await
+            .expect("controller binds")
+            .with_leases(leases);
+        let metrics = match metrics {
+            true => Some(
+                server
+                    .bind_metrics("127.0.0.1:0".parse().unwrap())
+                    .await
+                    .expect("metrics binds"),
+            ),
+            false => None,
+        };
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the controller stops cleanly");
+        });
+        InProcess {
+            addr,
+            metrics,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// A gRPC channel to it.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops it and waits (at most 10 s) for it to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the controller stops within 10 s")
+            .expect("the controller task does not panic");
+    }
+}

@@ -1,0 +1,728 @@
+//! An experiment's life in the hub: pre-flight, start, guards fed by heartbeats and pollers,
+//! the end (its duration, an operator's abort, a guard's trip), the withdrawal of its faults,
+//! and the recovery watch that follows.
+//!
+//! Order matters on a trip: the cleared desired states leave first, then the store records
+//! why; a slow disk never holds faults on an agent.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use faultline_agent::control::convert::duration_to_proto;
+use faultline_agent::metrics::http::SliSnapshot;
+use faultline_proto::v1;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::guards::{self, Guards, Happening};
+use super::state::{Running, StartError, State};
+use crate::guard::Sample;
+use crate::metrics::AbortReason;
+use crate::spec::{self, Condition, Metric, NoData, Source};
+use crate::store::{EventKind, ExperimentId, ExperimentState, StateKind};
+use crate::targets::{self, AgentInfo, Choice};
+
+/// Longest pre-flight wait for a polled guard's first reading, beyond its timeout.
+const PREFLIGHT_GRACE: Duration = Duration::from_secs(1);
+
+/// An experiment in pre-flight.
+pub(super) struct Starting {
+    name: String,
+    exp: spec::Experiment,
+    seed: u64,
+    choice: Choice,
+    guards: Guards,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<(), StartError>>,
+}
+
+/// An experiment whose faults ended, while its guards watch the service recover.
+pub(super) struct Observing {
+    name: String,
+    guards: Guards,
+    chosen: Vec<String>,
+    ended: Instant,
+    stable_since: Option<Instant>,
+    deadline: Instant,
+    recovery: spec::Recovery,
+}
+
+/// Cleared states sent after a trip, waiting for the targets' acknowledgements.
+pub(super) struct Withdrawal {
+    id: ExperimentId,
+    sent: Instant,
+    sent_wall: SystemTime,
+    waiting: BTreeMap<String, u64>,
+    acks: BTreeMap<String, Duration>,
+    deadline: Instant,
+}
+
+impl State {
+    // === start ===
+
+    /// Starts a pending experiment: targets chosen, guards judged (pre-flight), then the
+    /// start committed and the faults sent. With polled guards the answer comes once they
+    /// have read.
+    pub(super) async fn start(
+        &mut self,
+        name: String,
+        reply: oneshot::Sender<Result<(), StartError>>,
+    ) {
+        let prepared = self.prepare(&name).await;
+        let (stored_id, exp, seed, choice) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut guards = Guards::new(&exp, self.leases.heartbeat, now);
+        let deadline = now + preflight_wait(&exp);
+        if guards.has_pollers() {
+            guards.start_pollers(&name, &self.http, &self.samples);
+        }
+        self.starting.insert(
+            stored_id,
+            Starting {
+                name,
+                exp,
+                seed,
+                choice,
+                guards,
+                deadline,
+                reply,
+            },
+        );
+        if self.starting[&stored_id].guards.pollers_read() {
+            self.preflight(stored_id).await;
+        }
+    }
+
+    async fn prepare(
+        &mut self,
+        name: &str,
+    ) -> Result<(ExperimentId, spec::Experiment, u64, Choice), StartError> {
+        let stored = self.store.get(name.to_owned()).await?;
+        if stored.state.kind() != StateKind::Pending || self.starting.contains_key(&stored.id) {
+            return Err(StartError::NotPending {
+                name: name.to_owned(),
+                state: if stored.state.kind() == StateKind::Pending {
+                    "starting"
+                } else {
+                    stored.state.kind().as_str()
+                },
+            });
+        }
+        let exp = spec::Experiment::parse(&stored.spec_json).map_err(|e| StartError::BadSpec {
+            name: name.to_owned(),
+            message: e.message.clone(),
+        })?;
+        let agents: Vec<AgentInfo> = self.agents.values().map(|a| a.info.clone()).collect();
+        let choice = targets::choose(&exp, stored.seed, &agents, &self.caps)?;
+        let running: Vec<(&spec::Experiment, &Choice)> =
+            self.running.values().map(|r| (&r.exp, &r.choice)).collect();
+        let conflicts = targets::conflicts((&exp, &choice), &running);
+        if !conflicts.is_empty() {
+            return Err(StartError::Conflicts(conflicts));
+        }
+        Ok((stored.id, exp, stored.seed, choice))
+    }
+
+    /// Every guard has read (or the wait is over): judge them, then start or refuse.
+    async fn preflight(&mut self, id: ExperimentId) {
+        let Some(mut s) = self.starting.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        if !s.guards.is_empty() {
+            let agents: Vec<&AgentInfo> = self.agents.values().map(|a| &a.info).collect();
+            s.guards.seed(&self.history, &agents, &s.choice.chosen, now);
+            let breached = s
+                .guards
+                .items
+                .iter()
+                .find(|i| i.tracker.state() == Some(crate::guard::eval::GuardState::Breached));
+            let refusal = breached.map(|item| match item.tracker.last_value() {
+                Some(v) => format!(
+                    "guard {} is already breached ({}); the service is outside its objective \
+                     before any fault",
+                    item.spec.name,
+                    guards::comparison(item, v)
+                ),
+                None => format!(
+                    "guard {} has no data and its policy is to trip ({})",
+                    item.spec.name,
+                    item.note.as_deref().unwrap_or("no reading")
+                ),
+            });
+            let detail = json!({"passed": refusal.is_none(), "guards": s.guards.states()});
+            self.event(id, EventKind::PREFLIGHT, detail).await;
+            if let Some(reason) = refusal {
+                tracing::info!(experiment = %s.name, %reason, "pre-flight refused the start");
+                let failed = ExperimentState::failed(format!("pre-flight: {reason}"));
+                if let Err(e) = self.store.transition(id, failed, SystemTime::now()).await {
+                    tracing::warn!(experiment = %s.name, error = %e, "cannot record the refusal");
+                }
+                self.changes.notify();
+                let _ = s.reply.send(Err(StartError::Preflight(reason)));
+                return;
+            }
+        }
+        let result = self.launch(id, s.exp, s.seed, s.choice, s.guards).await;
+        let _ = s.reply.send(result);
+    }
+
+    /// Commits the start, then sends the faults.
+    async fn launch(
+        &mut self,
+        id: ExperimentId,
+        exp: spec::Experiment,
+        seed: u64,
+        choice: Choice,
+        mut guards: Guards,
+    ) -> Result<(), StartError> {
+        // Committed before any fault leaves: a crash from here on is recovered as aborted.
+        let now = SystemTime::now();
+        self.store
+            .set_targets(id, choice.chosen.clone(), now)
+            .await?;
+        self.store
+            .transition(id, ExperimentState::Running, now)
+            .await?;
+        self.changes.notify();
+        tracing::info!(experiment = %exp.name, targets = ?choice.chosen, "experiment running");
+        let chosen = choice.chosen.clone();
+        let seen = self.agents.keys().cloned().collect();
+        let started = Instant::now();
+        guards.set_origin(started);
+        self.running.insert(
+            id,
+            Running {
+                ends: started + exp.duration,
+                exp,
+                seed,
+                choice,
+                seen,
+                started,
+                guards,
+                counts: BTreeMap::new(),
+            },
+        );
+        self.push_all(&chosen);
+        Ok(())
+    }
+
+    // === reports ===
+
+    /// An agent's heartbeat: history, fault counters, in-band guards.
+    pub(super) async fn agent_heartbeat(
+        &mut self,
+        id: String,
+        slis: Vec<(String, SliSnapshot)>,
+        rules: Vec<v1::RuleCount>,
+    ) {
+        let now = Instant::now();
+        for (route, sli) in &slis {
+            self.history.add(&id, route, now, sli);
+        }
+        let Some(info) = self.agents.get(&id).map(|a| a.info.clone()) else {
+            return;
+        };
+        let mut happened = Vec::new();
+        for (eid, run) in &mut self.running {
+            if run.choice.chosen.contains(&id) {
+                run.counts.insert(id.clone(), rules.clone());
+            }
+            let h = run.guards.heartbeat(&info, &run.choice.chosen, &slis, now);
+            if !h.is_empty() {
+                happened.push((*eid, h));
+            }
+        }
+        for (eid, obs) in &mut self.observing {
+            let h = obs.guards.heartbeat(&info, &obs.chosen, &slis, now);
+            if !h.is_empty() {
+                happened.push((*eid, h));
+            }
+        }
+        for (eid, h) in happened {
+            self.happened(eid, h).await;
+        }
+    }
+
+    /// A poller's reading.
+    pub(super) async fn sample(&mut self, sample: Sample) {
+        let name = sample.experiment.clone();
+        let named = |n: &str| n == name;
+        let find =
+            |ids: Vec<(ExperimentId, bool)>| ids.into_iter().find(|(_, m)| *m).map(|(id, _)| id);
+        if let Some(id) = find(
+            self.starting
+                .iter()
+                .map(|(id, s)| (*id, named(&s.name)))
+                .collect(),
+        ) {
+            let s = self.starting.get_mut(&id).expect("found above");
+            s.guards.sample(sample);
+            if s.guards.pollers_read() {
+                self.preflight(id).await;
+            }
+        } else if let Some(id) = find(
+            self.running
+                .iter()
+                .map(|(id, r)| (*id, named(&r.exp.name)))
+                .collect(),
+        ) {
+            let h = self
+                .running
+                .get_mut(&id)
+                .expect("found")
+                .guards
+                .sample(sample);
+            self.happened(id, h).await;
+        } else if let Some(id) = find(
+            self.observing
+                .iter()
+                .map(|(id, o)| (*id, named(&o.name)))
+                .collect(),
+        ) {
+            let h = self
+                .observing
+                .get_mut(&id)
+                .expect("found")
+                .guards
+                .sample(sample);
+            self.happened(id, h).await;
+        }
+    }
+
+    /// Whether anything needs the guard tick.
+    pub(super) fn guarding(&self) -> bool {
+        !self.starting.is_empty()
+            || !self.withdrawals.is_empty()
+            || !self.observing.is_empty()
+            || self.running.values().any(|r| !r.guards.is_empty())
+    }
+
+    pub(super) async fn guard_tick(&mut self) {
+        let now = Instant::now();
+        let late: Vec<ExperimentId> = self
+            .starting
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.preflight(id).await;
+        }
+        let mut happened = Vec::new();
+        for (id, run) in &mut self.running {
+            happened.push((*id, run.guards.tick(now)));
+        }
+        for (id, obs) in &mut self.observing {
+            happened.push((*id, obs.guards.tick(now)));
+        }
+        for (id, h) in happened {
+            self.happened(id, h).await;
+        }
+        let overdue: Vec<usize> = (0..self.withdrawals.len())
+            .filter(|&i| self.withdrawals[i].deadline <= now)
+            .collect();
+        for i in overdue.into_iter().rev() {
+            let w = self.withdrawals.swap_remove(i);
+            self.withdrawn(w).await;
+        }
+        self.check_recoveries(now).await;
+    }
+
+    /// What guards did: trips first (the faults go before anything is written), then the
+    /// transitions for the timeline.
+    async fn happened(&mut self, id: ExperimentId, happenings: Vec<Happening>) {
+        for h in &happenings {
+            if let Happening::Tripped { guard, value, .. } = h
+                && self.running.contains_key(&id)
+            {
+                self.trip(id, *guard, *value, None).await;
+            }
+        }
+        for h in happenings {
+            let Happening::Changed {
+                guard,
+                from,
+                to,
+                value,
+                note,
+            } = h
+            else {
+                continue;
+            };
+            let item = self
+                .running
+                .get(&id)
+                .map(|r| &r.guards)
+                .or_else(|| self.observing.get(&id).map(|o| &o.guards))
+                .and_then(|g| g.items.get(guard));
+            let Some(item) = item else { continue };
+            let detail = json!({
+                "guard": item.spec.name,
+                "from": from.as_str(),
+                "to": to.as_str(),
+                "value": value,
+                "threshold": item.spec.condition.threshold(),
+                "note": note,
+            });
+            self.event(id, EventKind::GUARD_CHANGED, detail).await;
+        }
+    }
+
+    // === the end ===
+
+    /// A guard tripped: withdraw the faults at once, then record why.
+    pub(super) async fn trip(
+        &mut self,
+        id: ExperimentId,
+        guard: usize,
+        value: f64,
+        local: Option<(&str, &v1::LocalGuardTrip)>,
+    ) {
+        let Some(run) = self.running.remove(&id) else {
+            return;
+        };
+        let tripped = Instant::now();
+        let tripped_wall = SystemTime::now();
+        let waiting = self.push_all(&run.choice.chosen);
+        let sent = Instant::now();
+        let item = &run.guards.items[guard];
+        let reason = guards::reason(item, value, local.map(|(agent, _)| agent));
+        tracing::warn!(experiment = %run.exp.name, %reason, "guard tripped; faults withdrawn");
+        self.metrics.aborted(AbortReason::Guard, 1);
+        self.withdrawals.push(Withdrawal {
+            id,
+            sent,
+            sent_wall: SystemTime::now(),
+            waiting,
+            acks: BTreeMap::new(),
+            deadline: sent + self.leases.lease,
+        });
+        let mut detail = json!({
+            "guard": item.spec.name,
+            "source": if local.is_some() { "local" } else { item.spec.source.kind() },
+            "value": value,
+            "threshold": item.spec.condition.threshold(),
+            "for_ms": item.spec.hold.as_millis() as u64,
+            "tripped_at_ms": millis(tripped_wall),
+            "time_to_detect_ms": tripped.saturating_duration_since(run.started).as_millis() as u64,
+            "send_ms": sent.saturating_duration_since(tripped).as_secs_f64() * 1e3,
+            "note": item.note,
+            "reason": reason,
+        });
+        if let Some((agent, t)) = local {
+            detail["agent"] = agent.into();
+            detail["agent_breached_at_ms"] = t.breached_at.map(ts_millis).into();
+            detail["agent_cleared_at_ms"] = t.cleared_at.map(ts_millis).into();
+            detail["agent_cleared_faults"] = t.cleared_faults.into();
+        }
+        self.event(id, EventKind::GUARD_TRIPPED, detail).await;
+        self.injection(id, &run).await;
+        match self
+            .store
+            .transition(id, ExperimentState::aborted(reason), SystemTime::now())
+            .await
+        {
+            Ok(_) => self.changes.notify(),
+            Err(e) => tracing::debug!(experiment = %run.exp.name, error = %e, "not aborted"),
+        }
+        self.observe_recovery(id, run, tripped);
+    }
+
+    /// An agent's local guard tripped and it cleared the faults itself.
+    pub(super) async fn local_trip(&mut self, agent: String, trip: v1::LocalGuardTrip) {
+        let found = self.running.iter().find_map(|(id, r)| {
+            let g = r
+                .guards
+                .items
+                .iter()
+                .position(|i| i.spec.name == trip.guard)?;
+            (r.exp.name == trip.experiment).then_some((*id, g))
+        });
+        match found {
+            Some((id, guard)) => {
+                self.trip(id, guard, trip.value, Some((&agent, &trip)))
+                    .await
+            }
+            None => {
+                tracing::debug!(%agent, experiment = %trip.experiment, "a local trip for no running experiment")
+            }
+        }
+    }
+
+    /// Experiments whose duration is over: faults withdrawn, then completed (or failed, when
+    /// `requireTraffic` and a fault matched nothing).
+    pub(super) async fn complete_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<ExperimentId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.ends <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(run) = self.running.remove(&id) else {
+                continue;
+            };
+            // Withdrawn first: a fault never outlives its experiment's duration, even when
+            // the store is slow or refuses (already aborted).
+            self.push_all(&run.choice.chosen);
+            let ended = Instant::now();
+            let unmatched = self.injection(id, &run).await;
+            let to = if run.exp.require_traffic && !unmatched.is_empty() {
+                ExperimentState::failed(format!(
+                    "requireTraffic: no request or connection matched {}",
+                    unmatched.join(", ")
+                ))
+            } else {
+                ExperimentState::Completed
+            };
+            match self.store.transition(id, to, SystemTime::now()).await {
+                Ok(_) => {
+                    self.changes.notify();
+                    tracing::info!(experiment = %run.exp.name, "experiment completed")
+                }
+                Err(e) => {
+                    tracing::debug!(experiment = %run.exp.name, error = %e, "not completed")
+                }
+            }
+            self.observe_recovery(id, run, ended);
+        }
+    }
+
+    /// Aborted elsewhere (the API): withdraw, count, watch the recovery.
+    pub(super) async fn ended(&mut self, id: ExperimentId) {
+        if let Some(s) = self.starting.remove(&id) {
+            let _ = s.reply.send(Err(StartError::NotPending {
+                name: s.name,
+                state: "aborted",
+            }));
+        }
+        if let Some(run) = self.running.remove(&id) {
+            self.push_all(&run.choice.chosen);
+            let ended = Instant::now();
+            self.injection(id, &run).await;
+            self.observe_recovery(id, run, ended);
+        }
+    }
+
+    /// Records the faults' counters summed over agents; answers the unmatched ones.
+    async fn injection(&mut self, id: ExperimentId, run: &Running) -> Vec<String> {
+        let mut totals: BTreeMap<(String, String), [u64; 3]> = run
+            .exp
+            .faults
+            .iter()
+            .map(|(route, f)| ((route.clone(), f.name.clone()), [0; 3]))
+            .collect();
+        for counts in run.counts.values() {
+            for c in counts {
+                if let Some(t) = totals.get_mut(&(c.route.clone(), c.fault.clone())) {
+                    t[0] += c.matched;
+                    t[1] += c.injected;
+                    t[2] += c.passed;
+                }
+            }
+        }
+        let unmatched: Vec<String> = totals
+            .iter()
+            .filter(|(_, t)| t[0] == 0)
+            .map(|((r, f), _)| format!("{r}/{f}"))
+            .collect();
+        let rules: Vec<Value> = totals
+            .iter()
+            .map(|((r, f), t)| {
+                json!({"route": r, "fault": f, "matched": t[0], "injected": t[1], "passed": t[2]})
+            })
+            .collect();
+        let detail = json!({"rules": rules, "unmatched": unmatched, "agents": run.counts.len()});
+        self.event(id, EventKind::INJECTION, detail).await;
+        unmatched
+    }
+
+    // === withdrawal and recovery ===
+
+    pub(super) async fn withdrawal_acked(&mut self, agent: &str, generation: u64) {
+        let mut done = Vec::new();
+        for (i, w) in self.withdrawals.iter_mut().enumerate() {
+            if w.waiting.get(agent).is_some_and(|g| *g <= generation) {
+                w.waiting.remove(agent);
+                w.acks.insert(agent.to_owned(), w.sent.elapsed());
+                if w.waiting.is_empty() {
+                    done.push(i);
+                }
+            }
+        }
+        for i in done.into_iter().rev() {
+            let w = self.withdrawals.swap_remove(i);
+            self.withdrawn(w).await;
+        }
+    }
+
+    async fn withdrawn(&mut self, w: Withdrawal) {
+        let last = w.acks.values().max().copied();
+        let detail = json!({
+            "sent_at_ms": millis(w.sent_wall),
+            "acks_ms": w.acks.iter().map(|(a, d)| (a.clone(), json!(d.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
+            "acknowledged": w.acks.len(),
+            "last_ack_ms": last.map(|d| d.as_secs_f64() * 1e3),
+            "unacknowledged": w.waiting.keys().collect::<Vec<_>>(),
+        });
+        self.event(w.id, EventKind::FAULTS_WITHDRAWN, detail).await;
+    }
+
+    /// The faults are gone; with guards, the recovery watch begins.
+    fn observe_recovery(&mut self, id: ExperimentId, mut run: Running, ended: Instant) {
+        if run.guards.is_empty() {
+            return;
+        }
+        run.guards.restart();
+        self.observing.insert(
+            id,
+            Observing {
+                name: run.exp.name.clone(),
+                guards: run.guards,
+                chosen: run.choice.chosen,
+                ended,
+                stable_since: None,
+                deadline: ended + run.exp.recovery.timeout,
+                recovery: run.exp.recovery,
+            },
+        );
+    }
+
+    async fn check_recoveries(&mut self, now: Instant) {
+        let mut finished = Vec::new();
+        for (id, obs) in &mut self.observing {
+            if self.withdrawals.iter().any(|w| w.id == *id) {
+                continue; // the withdrawal's record comes first
+            }
+            if obs.guards.all_ok() {
+                let since = *obs.stable_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= obs.recovery.stable {
+                    finished.push((*id, Some(since.saturating_duration_since(obs.ended))));
+                    continue;
+                }
+            } else {
+                obs.stable_since = None;
+            }
+            if now >= obs.deadline {
+                finished.push((*id, None));
+            }
+        }
+        for (id, took) in finished {
+            let Some(obs) = self.observing.remove(&id) else {
+                continue;
+            };
+            tracing::info!(experiment = %obs.name, recovery = ?took, "recovery watch over");
+            let detail = json!({
+                "recovered": took.is_some(),
+                "recovery_time_ms": took.map(|d| d.as_millis() as u64),
+                "stable_ms": obs.recovery.stable.as_millis() as u64,
+                "timeout_ms": obs.recovery.timeout.as_millis() as u64,
+                "series_origin": "fault start",
+                "series": obs.guards.series(),
+                "guards": obs.guards.states(),
+                "faults_ended_ms": obs.ended.saturating_duration_since(obs.guards.origin()).as_millis() as u64,
+            });
+            self.event(id, EventKind::RECOVERY, detail).await;
+        }
+    }
+
+    /// Appends an event and wakes watchers; a store error is logged (the hub goes on).
+    async fn event(&mut self, id: ExperimentId, kind: EventKind, detail: Value) {
+        match self
+            .store
+            .append_event(id, SystemTime::now(), kind.clone(), detail)
+            .await
+        {
+            Ok(_) => self.changes.notify(),
+            Err(e) => tracing::warn!(kind = kind.as_str(), error = %e, "cannot record an event"),
+        }
+    }
+}
+
+/// The local guards `exp` gives `agent`: its in-band guards marked `local` on a route the
+/// agent has, each clearing the experiment's faults.
+pub(super) fn local_guards(exp: &spec::Experiment, agent: &AgentInfo) -> Vec<v1::LocalGuard> {
+    let faults: Vec<v1::FaultRef> = exp
+        .faults
+        .iter()
+        .filter(|(route, _)| agent.routes.contains_key(route))
+        .map(|(route, f)| v1::FaultRef {
+            route: route.clone(),
+            name: f.name.clone(),
+        })
+        .collect();
+    exp.guards
+        .iter()
+        .filter_map(|g| {
+            let Source::Agents(a) = &g.source else {
+                return None;
+            };
+            if !a.local || !agent.routes.contains_key(&a.route) || faults.is_empty() {
+                return None;
+            }
+            let kind = match &a.metric {
+                Metric::ErrorRate { grpc_codes } => {
+                    v1::guard_metric::Kind::ErrorRate(v1::ErrorRate {
+                        grpc_codes: if *grpc_codes == spec::GrpcCodes::NOT_OK {
+                            Vec::new()
+                        } else {
+                            grpc_codes.codes().collect()
+                        },
+                    })
+                }
+                Metric::Latency { quantile } => v1::guard_metric::Kind::LatencyQuantile(*quantile),
+                Metric::RequestRate => v1::guard_metric::Kind::RequestRate(v1::RequestRate {}),
+            };
+            let comparison = match g.condition {
+                Condition::Above(_) => v1::Comparison::Above,
+                Condition::Below(_) => v1::Comparison::Below,
+            };
+            Some(v1::LocalGuard {
+                name: g.name.clone(),
+                experiment: exp.name.clone(),
+                route: a.route.clone(),
+                metric: Some(v1::GuardMetric { kind: Some(kind) }),
+                comparison: comparison as i32,
+                threshold: g.condition.threshold(),
+                window: Some(duration_to_proto(g.window)),
+                hold: Some(duration_to_proto(g.hold)),
+                min_requests: a.min_requests,
+                trip_on_no_data: a.no_data == NoData::Trip,
+                faults: faults.clone(),
+            })
+        })
+        .collect()
+}
+
+/// How long pre-flight waits for the polled guards' first readings.
+fn preflight_wait(exp: &spec::Experiment) -> Duration {
+    exp.guards
+        .iter()
+        .map(|g| match &g.source {
+            Source::Prometheus(p) => p.timeout,
+            Source::Probe(p) => p.timeout,
+            Source::Agents(_) => Duration::ZERO,
+        })
+        .max()
+        .unwrap_or_default()
+        + PREFLIGHT_GRACE
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ts_millis(t: faultline_proto::prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
