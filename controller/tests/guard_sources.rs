@@ -5,12 +5,11 @@
 //! The Prometheus test skips (with a message) when the binary is missing, unless
 //! `FAULTLINE_REQUIRE_PROMETHEUS` is set (CI sets it; scripts/test.sh installs Prometheus).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use support::prometheus::{PrometheusProcess, prometheus_binary};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
@@ -471,109 +471,6 @@ async fn serve_gauge(gauge: Arc<Gauge>) -> SocketAddr {
     addr
 }
 
-/// The `prometheus` binary; `None` (the test skips) only when it is missing and
-/// `FAULTLINE_REQUIRE_PROMETHEUS` is not set.
-fn prometheus_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("prometheus"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("FAULTLINE_REQUIRE_PROMETHEUS").is_some_and(|v| !v.is_empty()) {
-            panic!(
-                "FAULTLINE_REQUIRE_PROMETHEUS is set but no `prometheus` is on PATH \
-                 (scripts/test.sh installs Debian's package)"
-            );
-        }
-        eprintln!(
-            "SKIPPED: no `prometheus` on PATH (apt-get install prometheus); set \
-             FAULTLINE_REQUIRE_PROMETHEUS=1 to make this a failure"
-        );
-    }
-    found
-}
-
-/// A Prometheus process and its directory; dropping it kills the process (by its PID), waits
-/// for it and removes the directory.
-struct PrometheusProcess {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl PrometheusProcess {
-    fn start(binary: &Path, scrape: SocketAddr) -> PrometheusProcess {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("guard-sources-prometheus-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: guard-test\n    static_configs:\n      \
-                 - targets: ['{scrape}']\n"
-            ),
-        )
-        .unwrap();
-        // A free port: bound, then released for Prometheus to take.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let log = fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        PrometheusProcess { child, dir, addr }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// Polls `/-/ready` until it answers 200.
-    async fn ready(&mut self, http: &Http) {
-        let probe = ProbeSource {
-            body: None,
-            timeout: Duration::from_secs(1),
-            ..probe_source(format!("http://{}/-/ready", self.addr))
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("prometheus exited ({status}):\n{}", self.log());
-            }
-            match probe::probe(http, &probe).await {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("prometheus not ready after 60s: {e}\n{}", self.log())
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-}
-
-impl Drop for PrometheusProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Runs `query` until `accept` takes its result, or panics at the deadline with the last one.
 async fn query_until(
     http: &Http,
@@ -630,7 +527,7 @@ async fn prometheus_query_and_poller_follow_a_gauge_scraped_by_a_real_prometheus
         up: AtomicBool::new(true),
     });
     let scrape = serve_gauge(gauge.clone()).await;
-    let mut prom = PrometheusProcess::start(&binary, scrape);
+    let mut prom = PrometheusProcess::start(&binary, &[scrape], "guard-sources");
     let http = Http::new();
     prom.ready(&http).await;
     // With a trailing slash: the query path is still /api/v1/query.

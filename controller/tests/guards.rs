@@ -2,7 +2,8 @@
 //! dialling it with an HTTP route `api` in front of a real HTTP service whose health the test
 //! switches, and bounded traffic through the agent. Guards judge what the agent reports (or
 //! a probe sees); a trip withdraws the faults and the experiment aborts with the guard's
-//! value; the recovery after the faults is measured.
+//! value; the recovery after the faults is measured. One test runs a real Prometheus
+//! (Debian's package) scraping the agent's `/metrics` for a PromQL guard.
 
 mod support;
 
@@ -18,6 +19,9 @@ use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
 use faultline_agent::route::{Protocol, RouteSpec, Upstream};
 use faultline_controller::config::Leases;
+use faultline_controller::guard::http::Http;
+use faultline_controller::guard::prometheus;
+use faultline_controller::spec::PrometheusSource;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
 use faultline_proto::v1::{
     CreateExperimentRequest, Experiment, ExperimentEventKind, ExperimentState,
@@ -29,6 +33,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::prometheus::{PrometheusProcess, prometheus_binary};
 use support::{InProcess, eventually};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -606,5 +611,76 @@ async fn a_fault_that_matched_nothing_is_flagged_and_fails_with_require_traffic(
         "{}",
         required.reason
     );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promql_guard_on_a_real_prometheus_trips_the_experiment() {
+    // Needs Debian's `prometheus` (scripts/test.sh installs it and sets
+    // FAULTLINE_REQUIRE_PROMETHEUS, which turns a missing binary into a failure).
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let mut fx = Fixture::start().await;
+    let _traffic = Traffic::start(fx.route);
+    let mut prom = PrometheusProcess::start(&binary, &[fx.agent.admin_addr], "guards");
+    let http = Http::new();
+    prom.ready(&http).await;
+    // The share of the route's responses a fault injected as 5xx, over the last 5 s.
+    let query = "sum(rate(faultline_http_requests_total{route=\"api\",class=\"5xx\",injected=\"true\"}[5s])) \
+                 / sum(rate(faultline_http_requests_total{route=\"api\"}[5s]))";
+    let source = PrometheusSource {
+        url: format!("http://{}", prom.addr),
+        query: query.into(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        trip_after_errors: Some(3),
+    };
+    // The first samples take a few scrapes to appear: poll, do not sleep.
+    let before = eventually(Duration::from_secs(60), "the query has a value", || async {
+        prometheus::query(&http, &source)
+            .await
+            .ok()
+            .filter(|v| v.is_finite())
+    })
+    .await;
+    assert_eq!(before, 0.0, "no injected errors before the experiment");
+
+    fx.create(
+        "promql",
+        &format!(
+            "  faults:\n    - {{route: api, name: abort, type: http_abort, percentage: 60, attributes: {{status: 503}}}}\n  duration: 5m\n  guards:\n    - name: injected-errors\n      prometheus: {{url: \"http://{}\", query: '{query}', interval: 1s, timeout: 500ms}}\n      above: 0.05\n  recovery: {{stable: 1s, timeout: 30s}}\n",
+            prom.addr
+        ),
+    )
+    .await;
+    fx.start_experiment("promql")
+        .await
+        .expect("pre-flight passes");
+    let got = fx.settled("promql", Duration::from_secs(60)).await;
+    let exp = got.experiment.as_ref().unwrap();
+    assert_eq!(
+        exp.state(),
+        ExperimentState::Aborted,
+        "{exp:?}\n{}",
+        prom.log()
+    );
+    assert!(
+        exp.reason.starts_with("guard injected-errors (value ")
+            && exp.reason.contains("> threshold 0.05"),
+        "{}",
+        exp.reason
+    );
+    let result = exp.result.as_ref().unwrap();
+    assert_eq!(result.trip.as_ref().unwrap().source, "prometheus");
+    assert_eq!(fx.controller_faults(), 0);
+    // Once the injected errors leave the 5 s rate window, the guard is ok again.
+    assert_eq!(result.recovery(), RecoveryState::Recovered, "{result:?}");
+    eprintln!(
+        "promql guard: detect {:.3}s, recovery {:.3}s",
+        secs(result.time_to_detect.as_ref().unwrap()),
+        secs(result.recovery_time.as_ref().unwrap())
+    );
+    drop(prom);
     fx.stop().await;
 }

@@ -2,6 +2,8 @@
 //! echo upstream.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod prometheus;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
