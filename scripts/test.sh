@@ -12,10 +12,10 @@
 # This script creates that venv and installs the pinned clients the first time; later runs only
 # check the installed versions.
 #
-# controller/tests/guard_sources.rs runs a real Prometheus (the `prometheus` binary on PATH) for
-# the controller's Prometheus guards. This script installs Debian's `prometheus` package when it
+# controller/tests/guard_sources.rs and guards.rs run a real Prometheus (the `prometheus` binary
+# on PATH) for the controller's Prometheus guards. This script installs Debian's `prometheus` package when it
 # is missing (apt-get, through sudo unless run as root) and sets FAULTLINE_REQUIRE_PROMETHEUS=1,
-# so that test fails instead of skipping when the binary is absent.
+# so those tests fail instead of skipping when the binary is absent.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
