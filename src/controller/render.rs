@@ -376,4 +376,50 @@ mod tests {
         assert!(yaml.contains("name: a"), "{yaml}");
         assert!(yaml.contains("seed: 3"), "{yaml}");
     }
+
+    #[test]
+    fn a_result_reads_as_trip_detection_recovery_and_counts() {
+        use faultline_proto::v1::{GuardTrip, RuleTotal};
+        let d = |ms: i32| faultline_proto::prost_types::Duration {
+            seconds: 0,
+            nanos: ms * 1_000_000,
+        };
+        let r = ExperimentResult {
+            trip: Some(GuardTrip {
+                guard: "errors".into(),
+                source: "agents".into(),
+                value: 0.6,
+                threshold: 0.05,
+                acknowledged: 2,
+                unacknowledged: vec!["c".into()],
+                ..Default::default()
+            }),
+            time_to_detect: Some(d(250)),
+            recovery: RecoveryState::Recovered as i32,
+            recovery_time: Some(d(800)),
+            rules: vec![RuleTotal {
+                route: "api".into(),
+                fault: "abort".into(),
+                matched: 10,
+                injected: 6,
+                passed: 4,
+            }],
+            unmatched: vec!["db/slow".into()],
+        };
+        let lines = result_lines(&r).join("\n");
+        for want in [
+            "guard errors (agents) value 0.6 threshold 0.05",
+            "2 acknowledged, not: c",
+            "Detected:  0.25s after the faults started",
+            "Recovery:  recovered 0.8s after the faults ended",
+            "Fault:     api/abort matched 10, injected 6, passed 4",
+            "Unverified: db/slow matched no request or connection",
+        ] {
+            assert!(lines.contains(want), "{want:?} not in:\n{lines}");
+        }
+        let json = result_json(&r);
+        assert_eq!(json["recovery"], "recovered");
+        assert_eq!(json["recoveryTimeSeconds"], 0.8);
+        assert_eq!(short(&"x".repeat(500)).chars().count(), 161);
+    }
 }
