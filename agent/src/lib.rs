@@ -7,9 +7,12 @@
 //!
 //! Where things live:
 //! - [`config`]: flags, environment and config file, parsed once into typed settings.
-//! - [`control`]: the agent's side of the control plane: wire <-> domain conversions of faults,
-//!   desired states and SLIs; reconnect backoff.
+//! - [`control`]: the agent's side of the control plane: the controller connection, wire <->
+//!   domain conversions of faults, desired states, local guards and SLIs; reconnect backoff.
 //! - [`fault`]: the fault model, one module per fault kind.
+//! - [`guard`]: local guards: SLO guards the controller hands the agent, judged every 5 ms on
+//!   a route's own counters; a breach clears the guarded faults at once, without the
+//!   controller, and is reported on the stream.
 //! - [`route`]: the route table (control side) and the snapshots connections read.
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
 //! - [`http`]: the HTTP/gRPC data plane: per-request matching and faults over hyper.
@@ -26,6 +29,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod fault;
+pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod route;

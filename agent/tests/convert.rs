@@ -819,6 +819,7 @@ fn desired_state_round_trips() {
             .into_iter()
             .map(|f| (ROUTE.to_string(), f))
             .collect(),
+        guards: Vec::new(),
     };
     let wire = v1::DesiredState::from(&d);
     assert_eq!(

@@ -196,6 +196,7 @@ fn desired(generation: u64, lease: Duration, faults: Vec<(String, Fault)>) -> De
         generation,
         lease,
         faults,
+        guards: Vec::new(),
     }
 }
 

@@ -3,13 +3,16 @@
 //!
 //! A session: connect, send `Hello` (id, labels, routes, version), then
 //! - `DesiredState`: convert (a bad message is answered with an `Ack` naming the field and
-//!   changes nothing), apply it whole with [`RouteTable::apply_desired`], answer with an `Ack`;
+//!   changes nothing), apply it whole with [`RouteTable::apply_desired`], hand its local guards
+//!   to the session's [`Guards`] task, answer with an `Ack`;
 //! - `ControllerHeartbeat`: renew the lease for the term last granted;
 //! - every heartbeat interval (the last desired state's, default 1 s): an `AgentHeartbeat` with
 //!   the per-route SLI changes since the previous beat and the controller faults' counters;
 //! - `Goodbye`, the end of the stream, an error, or silence for a whole lease: clear every controller-issued fault, wait
 //!   (exponential backoff with full jitter, seeded by the agent id) and start a new session.
 //!   The controller re-sends the whole desired state on the new stream.
+//! - a local guard trips (in the [`Guards`] task): its faults are cleared in the route table and
+//!   a `LocalGuardTrip` goes out on the stream at once.
 //!
 //! The lease in the route table bounds controller faults whatever happens here: if this task
 //! stalls, the expiry task still clears them at the lease's deadline.
@@ -33,6 +36,7 @@ use super::convert::heartbeat_interval;
 use super::heartbeat::{SliTracker, heartbeat};
 use crate::config::ControllerConfig;
 use crate::fault::Origin;
+use crate::guard::Guards;
 use crate::route::{DesiredState, Protocol, RouteTable};
 
 /// Heartbeat interval until a desired state names one.
@@ -144,7 +148,7 @@ fn seed(agent_id: &str) -> u64 {
 
 /// One stream, from dial to its end. Sets `connected` once the controller accepted the stream.
 async fn session(
-    table: &RouteTable,
+    table: &Arc<RouteTable>,
     config: &ControllerConfig,
     connected: &mut bool,
 ) -> SessionEnd {
@@ -175,6 +179,7 @@ async fn session(
 
     let mut state = Session {
         table,
+        guards: Guards::start(table.clone(), tx.clone()),
         term: None,
         interval: DEFAULT_HEARTBEAT,
         slis: SliTracker::starting_now(table),
@@ -258,6 +263,8 @@ fn hello(table: &RouteTable, config: &ControllerConfig) -> v1::AgentMessage {
 /// What one stream remembers.
 struct Session<'a> {
     table: &'a RouteTable,
+    /// The local guards' task; it ends with the session.
+    guards: Guards,
     /// The lease term of the last applied desired state; heartbeats renew it.
     term: Option<Duration>,
     interval: Duration,
@@ -283,12 +290,14 @@ impl Session<'_> {
         let result = match converted {
             Ok((hb, desired)) => {
                 let term = desired.lease;
+                let guards = desired.guards.clone();
                 self.table
                     .apply_desired(desired)
                     .await
                     .map(|applied| {
                         self.term = Some(term);
                         self.interval = hb.unwrap_or(DEFAULT_HEARTBEAT);
+                        self.guards.update(guards);
                         applied.faults
                     })
                     .map_err(|e| e.to_string())

@@ -6,6 +6,8 @@
 //! - [`faults`]: `v1::FaultSpec` <-> [`RouteFault`] (a [`Fault`](crate::fault::Fault) and its
 //!   route). Into the domain it runs the admin API's own parsing, so both boundaries enforce
 //!   the same rules.
+//! - [`guards`]: `v1::LocalGuard` <-> [`LocalGuard`](crate::guard::LocalGuard) (each fault it
+//!   names must be in the same desired state) and the domain trip out as `v1::LocalGuardTrip`.
 //! - [`sli`]: `v1::SliSnapshot` / `v1::HistogramSnapshot` <-> the mergeable
 //!   [`SliSnapshot`](crate::metrics::http::SliSnapshot) and
 //!   [`HistogramSnapshot`](crate::metrics::histogram::HistogramSnapshot).
@@ -16,6 +18,7 @@
 //! two ends cannot drift apart.
 
 pub mod faults;
+pub mod guards;
 pub mod sli;
 
 use std::time::Duration;
@@ -63,7 +66,9 @@ impl ConvertError {
 impl TryFrom<v1::DesiredState> for DesiredState {
     type Error = ConvertError;
 
-    /// Converts every fault (errors name `faults[i]...`) and the lease, which is required and
+    /// Converts every fault (errors name `faults[i]...`), every local guard (errors name
+    /// `local_guards[i]...`; each guard's faults must be among this state's faults) and the
+    /// lease, which is required and
     /// must be positive: no fault may outlive the control that asked for it, so a missing lease
     /// is an error, never "forever". `heartbeat_interval` is not part of the route table's
     /// desired state; read it with [`heartbeat_interval`] before converting.
@@ -85,10 +90,12 @@ impl TryFrom<v1::DesiredState> for DesiredState {
                     .map_err(|e| e.within(&format!("faults[{i}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let guards = guards::local_guards(msg.local_guards, &faults)?;
         Ok(DesiredState {
             generation: msg.generation,
             lease,
             faults,
+            guards,
         })
     }
 }
@@ -106,7 +113,7 @@ impl From<&DesiredState> for v1::DesiredState {
                 .map(|(route, fault)| fault_spec(route, fault))
                 .collect(),
             heartbeat_interval: None,
-            local_guards: Vec::new(),
+            local_guards: d.guards.iter().map(v1::LocalGuard::from).collect(),
         }
     }
 }

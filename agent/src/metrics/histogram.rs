@@ -132,6 +132,14 @@ impl LatencyHistogram {
         }
     }
 
+    /// Loads every log-linear bucket into `into`, without allocating (a local guard reads the
+    /// histogram every few milliseconds).
+    pub fn load_buckets(&self, into: &mut [u64; BUCKETS]) {
+        for (to, from) in into.iter_mut().zip(&self.buckets) {
+            *to = from.load(Relaxed);
+        }
+    }
+
     /// Cumulative counts for each of [`PROMETHEUS_LE`] then `+Inf`; the last is the total count.
     pub fn prometheus_buckets(&self) -> [u64; PROMETHEUS_LE.len() + 1] {
         let mut total = 0;

@@ -72,6 +72,18 @@ impl HttpMetrics {
         &self.latency
     }
 
+    /// The totals a local guard reads every few milliseconds: 47 relaxed loads, no allocation
+    /// (unlike [`snapshot`](Self::snapshot), which also walks the latency histogram).
+    pub fn outcomes(&self) -> Outcomes {
+        let both = |c: &[AtomicU64; 2]| c[0].load(Relaxed) + c[1].load(Relaxed);
+        Outcomes {
+            responses: self.requests.iter().map(both).sum(),
+            server_errors: both(&self.requests[4]),
+            grpc: std::array::from_fn(|i| both(&self.grpc[i])),
+            resets: both(&self.resets),
+        }
+    }
+
     pub fn snapshot(&self) -> SliSnapshot {
         SliSnapshot {
             requests: load_split(&self.requests),
@@ -84,6 +96,19 @@ impl HttpMetrics {
             latency: self.latency.snapshot(),
         }
     }
+}
+
+/// Totals since the agent started, real and injected together: what a local guard judges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Responses of every status class.
+    pub responses: u64,
+    /// Of those, 5xx.
+    pub server_errors: u64,
+    /// gRPC calls by status code.
+    pub grpc: [u64; GRPC_CODES],
+    /// Streams or connections reset.
+    pub resets: u64,
 }
 
 /// Loads `[index][injected as usize]` counters into one array per origin.
@@ -181,6 +206,21 @@ mod tests {
         assert_eq!(s.requests.injected, [0, 0, 0, 0, 1]);
         assert_eq!(s.latency.count, 6);
         assert_eq!(s.responses(), 6);
+    }
+
+    #[test]
+    fn outcomes_add_both_origins() {
+        let m = HttpMetrics::default();
+        m.record_response(200, false, MS);
+        m.record_response(503, true, MS);
+        m.record_response(502, false, MS);
+        m.record_grpc(14, true);
+        m.record_grpc(14, false);
+        m.record_reset(true);
+        let o = m.outcomes();
+        assert_eq!((o.responses, o.server_errors, o.resets), (3, 2, 1));
+        assert_eq!(o.grpc[14], 2);
+        assert_eq!(o.grpc.iter().sum::<u64>(), 2);
     }
 
     #[test]

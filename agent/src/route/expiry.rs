@@ -90,6 +90,7 @@ mod tests {
             generation,
             lease,
             faults: vec![("r".into(), latency("ctl", origin))],
+            guards: Vec::new(),
         }
     }
 

@@ -13,6 +13,9 @@
 //! them; every end of the lease removes them all in the critical section that ends it. So a
 //! fault cannot outlive its lease whatever the caller does or forgets.
 //!
+//! A desired state also carries the local guards (see [`crate::guard`]): each guard's route must
+//! be an `http` or `grpc` route of the agent, or the whole state is refused.
+//!
 //! This module holds the parts that need no lock: the messages, the lease's bookkeeping, the
 //! validation of a desired set and the merge that keeps an unchanged fault's identity.
 
@@ -25,6 +28,7 @@ use tokio::time::Instant;
 use super::table::{check_protocol, validate_name};
 use super::{ActiveFault, Protocol, RouteError};
 use crate::fault::{Fault, Origin};
+use crate::guard::LocalGuard;
 use crate::metrics::FaultCounters;
 
 /// The controller's whole desired fault set for this agent.
@@ -37,13 +41,17 @@ pub struct DesiredState {
     /// Every controller-issued fault the agent should have, as `(route name, fault)`; each
     /// fault's origin is `Origin::Controller`. An empty set clears them all (and holds a lease).
     pub faults: Vec<(String, Fault)>,
+    /// The local guards the agent evaluates itself (see [`crate::guard`]); each names a route
+    /// of this agent and faults of `faults`.
+    pub guards: Vec<LocalGuard>,
 }
 
 /// What an accepted desired state did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub generation: u64,
-    /// Controller-issued faults now active, across all routes.
+    /// Controller-issued faults now active, across all routes: the desired ones less those a
+    /// tripped local guard keeps off.
     pub faults: usize,
 }
 
@@ -74,6 +82,9 @@ pub enum DesiredError {
         #[source]
         source: RouteError,
     },
+    /// A local guard's route is not one this agent can judge.
+    #[error("local_guards[{index}].route: {message}")]
+    GuardRoute { index: usize, message: String },
 }
 
 /// Whether the controller issued this fault (and its lease bounds it).
@@ -180,6 +191,26 @@ pub(crate) fn validate<'a>(
         by_route.entry(name).or_default().push(fault);
     }
     Ok(by_route)
+}
+
+/// Checks that every guard's route exists and counts requests (`http` or `grpc`); `protocol`
+/// looks a route up.
+pub(crate) fn validate_guards(
+    guards: &[LocalGuard],
+    protocol: impl Fn(&str) -> Option<Protocol>,
+) -> Result<(), DesiredError> {
+    for (index, g) in guards.iter().enumerate() {
+        let message = match protocol(&g.route) {
+            Some(p) if p.is_http() => continue,
+            Some(p) => format!(
+                "route {:?} is a {p} route; a local guard needs the request counters of an http or grpc route",
+                g.route
+            ),
+            None => format!("no route named {:?} on this agent", g.route),
+        };
+        return Err(DesiredError::GuardRoute { index, message });
+    }
+    Ok(())
 }
 
 fn check_entry(

@@ -7,6 +7,7 @@
 //! - [`upstream`]: where a route forwards to.
 //! - [`lease`]: the controller's lease and desired state: controller-issued faults are applied
 //!   as one whole set and end with the lease.
+//! - [`trips`]: which local guards tripped and the faults they keep off (see `crate::guard`).
 //! - [`expiry`]: the task that removes faults when their expiry passes and ends a lease that
 //!   runs out.
 //! - [`protocol`]: what a route speaks (tcp, http, grpc) and its HTTP options.
@@ -16,12 +17,15 @@ pub mod lease;
 pub mod protocol;
 pub mod snapshot;
 pub mod table;
+pub mod trips;
 pub mod upstream;
 
 pub use self::{
     lease::{Applied, DesiredError, DesiredState, LeaseStatus},
     protocol::{HttpOptions, Protocol},
     snapshot::{ActiveFault, RouteSnapshot, RouteState},
-    table::{FaultView, RouteError, RouteFeed, RouteSpec, RouteTable, RouteUpdate, RouteView},
+    table::{
+        Cleared, FaultView, RouteError, RouteFeed, RouteSpec, RouteTable, RouteUpdate, RouteView,
+    },
     upstream::Upstream,
 };

@@ -6,7 +6,9 @@
 //!
 //! Controller-issued faults live beside admin-issued ones and end with the controller's lease
 //! (see [`super::lease`]): the whole desired set is applied in one critical section, and the
-//! lease's end removes them all in one critical section too.
+//! lease's end removes them all in one critical section too. A local guard's trip removes the
+//! controller faults it names in one critical section as well, and the table remembers the trip
+//! (see [`super::trips`]) so that a later desired state naming the guard leaves them off.
 //!
 //! Why a `std::sync::Mutex`: mutations come from the admin API, the controller stream and the
 //! expiry task, a few per second at most; each holds the lock for a short, non-async critical
@@ -22,8 +24,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::lease::{self, Applied, DesiredError, DesiredState, Lease, LeaseStatus, RouteFacts};
+use super::trips::Trips;
 use super::{ActiveFault, HttpOptions, Protocol, RouteSnapshot, RouteState, Upstream};
 use crate::fault::{Fault, FaultKind, Origin};
+use crate::guard::{FaultRef, GuardKey};
 use crate::metrics::{FaultCounters, RouteMetrics};
 use crate::tcp::{Accepting, DataPlane};
 
@@ -51,6 +55,17 @@ impl RouteSpec {
             http: HttpOptions::default(),
         }
     }
+}
+
+/// What a local guard's trip cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cleared {
+    /// Controller-issued faults removed.
+    pub faults: usize,
+    /// The generation the agent runs (unchanged by the trip).
+    pub generation: u64,
+    /// When the last route's new snapshot was published.
+    pub at: Instant,
 }
 
 /// A partial change to a route; `None` keeps the current value.
@@ -128,6 +143,8 @@ struct Inner {
     relisten_pending: bool,
     /// The controller's lease. Controller-issued faults exist only while it is held.
     lease: Lease,
+    /// The applied local guards and the faults tripped ones keep off; ends with the lease.
+    trips: Trips,
 }
 
 pub struct RouteTable {
@@ -150,6 +167,7 @@ impl RouteTable {
                 next_key: 1,
                 relisten_pending: false,
                 lease: Lease::default(),
+                trips: Trips::default(),
             }),
             closing: Mutex::new(Vec::new()),
             plane,
@@ -577,6 +595,7 @@ impl RouteTable {
             generation,
             lease: term,
             faults,
+            guards,
         } = desired;
         let now = Instant::now();
         let mut inner = self.lock();
@@ -587,9 +606,9 @@ impl RouteTable {
             inner.relisten_pending |= pending;
         }
         inner.lease.admits(generation, term)?;
-        let count = faults.len();
         let mut by_route = {
             let routes = &inner.routes;
+            lease::validate_guards(&guards, |name| routes.get(name).map(|e| e.protocol))?;
             lease::validate(faults, |name| {
                 routes.get(name).map(|e| RouteFacts {
                     protocol: e.protocol,
@@ -603,7 +622,15 @@ impl RouteTable {
             next_key,
             relisten_pending,
             lease: held,
+            trips,
         } = &mut *inner;
+        // A guard that tripped keeps its faults off while the controller still names it.
+        trips.applied(guards.iter().map(|g| g.key()));
+        let mut count = 0;
+        for (route, faults) in &mut by_route {
+            faults.retain(|f| !trips.keeps_off(route, &f.name));
+            count += faults.len();
+        }
         let (mut changed, mut pending) = (0, false);
         for (name, entry) in routes.iter_mut() {
             let wanted = by_route.remove(name).unwrap_or_default();
@@ -665,6 +692,55 @@ impl RouteTable {
         cleared
     }
 
+    /// A local guard tripped: removes the controller-issued faults it names (and only those:
+    /// other experiments' faults and admin faults stay), publishing each route that had one,
+    /// and keeps them off in later desired states that still name the guard.
+    ///
+    /// `None`, changing nothing, when no lease is held or the guard is not among the applied
+    /// desired state's guards (withdrawn meanwhile) or already tripped.
+    pub async fn trip_local_guard(&self, guard: &GuardKey, faults: &[FaultRef]) -> Option<Cleared> {
+        let r = self.trip_local_guard_locked(guard, faults);
+        self.settle().await;
+        r
+    }
+
+    fn trip_local_guard_locked(&self, guard: &GuardKey, faults: &[FaultRef]) -> Option<Cleared> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let generation = inner.lease.status(now)?.generation;
+        if !inner.trips.trip(guard, faults) {
+            return None;
+        }
+        let (mut cleared, mut pending) = (0, false);
+        for entry in inner.routes.values_mut() {
+            let before = entry.faults.len();
+            entry.faults.retain(|f| {
+                !(lease::issued_by_controller(&f.fault)
+                    && faults
+                        .iter()
+                        .any(|r| r.route == *entry.name && r.name == f.fault.name))
+            });
+            if entry.faults.len() != before {
+                cleared += before - entry.faults.len();
+                pending |= self.publish(entry);
+            }
+        }
+        let at = Instant::now();
+        inner.relisten_pending |= pending;
+        drop(inner);
+        self.changed.notify_one();
+        Some(Cleared {
+            faults: cleared,
+            generation,
+            at,
+        })
+    }
+
+    /// Whether a local guard of the applied desired state has tripped.
+    pub fn is_tripped(&self, guard: &GuardKey) -> bool {
+        self.lock().trips.is_tripped(guard)
+    }
+
     /// The controller's lease, while held and not run out.
     pub fn lease(&self) -> Option<LeaseStatus> {
         self.lock().lease.status(Instant::now())
@@ -679,6 +755,7 @@ impl RouteTable {
     /// one. Logs once. Returns how many faults went and whether a listener could not re-bind.
     fn end_lease(&self, inner: &mut Inner, reason: &str) -> (usize, bool) {
         let ended = inner.lease.end();
+        inner.trips.clear();
         let (mut cleared, mut routes, mut pending) = (0, 0, false);
         for entry in inner.routes.values_mut() {
             let before = entry.faults.len();
