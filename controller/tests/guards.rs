@@ -684,3 +684,153 @@ async fn a_promql_guard_on_a_real_prometheus_trips_the_experiment() {
     drop(prom);
     fx.stop().await;
 }
+
+/// A local guard's trip reported by an agent aborts the experiment, and the agent's next
+/// desired state has neither the faults nor the guard. The agent here is the test itself,
+/// speaking the stream message by message, so the trip comes exactly when the test says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_trip_from_an_agent_aborts_the_experiment() {
+    use faultline_proto::v1::agent_service_client::AgentServiceClient;
+    use faultline_proto::v1::{
+        AgentMessage, Hello, LocalGuardTrip, Protocol as WireProtocol, Route,
+        agent_message::Body as Out,
+    };
+
+    let controller = InProcess::start(
+        "local-trip",
+        Leases::new(Duration::from_secs(1), HEARTBEAT).unwrap(),
+        false,
+    )
+    .await;
+    let channel = controller.channel().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(16);
+    tx.send(AgentMessage {
+        body: Some(Out::Hello(Hello {
+            agent_id: "fake".into(),
+            labels: [("app".to_owned(), "shop".to_owned())].into(),
+            routes: vec![Route {
+                name: "api".into(),
+                listen: "127.0.0.1:1".into(),
+                upstream: "127.0.0.1:2".into(),
+                protocol: WireProtocol::Http as i32,
+            }],
+            version: "test".into(),
+        })),
+    })
+    .await
+    .unwrap();
+    let mut inbound = AgentServiceClient::new(channel.clone())
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        next_desired(&mut inbound, &tx).await.faults.is_empty(),
+        "nothing runs before the experiment"
+    );
+
+    let mut api = ExperimentServiceClient::new(channel);
+    let yaml = "apiVersion: faultline.dev/v1alpha1\nkind: Experiment\nmetadata: {name: local}\n\
+                spec:\n  targets: {selector: {matchLabels: {app: shop}}}\n  faults:\n    \
+                - {route: api, name: abort, type: http_abort, attributes: {status: 503}}\n  \
+                duration: 5m\n  guards:\n    - name: mine\n      \
+                agents: {route: api, metric: errorRate, local: true}\n      above: 0.05\n      \
+                window: 1s\n  recovery: {stable: 200ms, timeout: 5s}\n";
+    api.create(CreateExperimentRequest {
+        spec: Some(create_experiment_request::Spec::SpecYaml(yaml.into())),
+    })
+    .await
+    .unwrap();
+    api.start(StartExperimentRequest {
+        name: "local".into(),
+    })
+    .await
+    .expect("no data is ignored at pre-flight");
+    let running = next_desired(&mut inbound, &tx).await;
+    assert_eq!(running.faults.len(), 1);
+    assert_eq!(running.local_guards.len(), 1);
+    let guard = &running.local_guards[0];
+    assert_eq!(
+        (guard.name.as_str(), guard.experiment.as_str()),
+        ("mine", "local")
+    );
+    assert_eq!(guard.faults.len(), 1);
+
+    // The agent judged its own traffic and cleared the faults; it says so.
+    let now = SystemTime::now();
+    tx.send(AgentMessage {
+        body: Some(Out::LocalTrip(LocalGuardTrip {
+            experiment: "local".into(),
+            guard: "mine".into(),
+            value: 0.9,
+            threshold: 0.05,
+            breached_at: Some(now.into()),
+            tripped_at: Some(now.into()),
+            cleared_at: Some(now.into()),
+            cleared_faults: 1,
+            generation: running.generation,
+        })),
+    })
+    .await
+    .unwrap();
+    let cleared = next_desired(&mut inbound, &tx).await;
+    assert!(cleared.faults.is_empty() && cleared.local_guards.is_empty());
+
+    let fx_api = api.clone();
+    let got = eventually(Duration::from_secs(15), "the recovery watch ended", || {
+        let mut api = fx_api.clone();
+        async move {
+            let got = api
+                .get(GetExperimentRequest {
+                    name: "local".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let r = got.experiment.as_ref()?.result.as_ref()?;
+            (r.recovery() != RecoveryState::Observing).then_some(got)
+        }
+    })
+    .await;
+    let exp = got.experiment.as_ref().unwrap();
+    assert_eq!(exp.state(), ExperimentState::Aborted);
+    assert_eq!(
+        exp.reason,
+        "guard mine (local on agent fake: value 0.9 > threshold 0.05)"
+    );
+    let trip = exp.result.as_ref().unwrap().trip.clone().unwrap();
+    assert_eq!((trip.source.as_str(), trip.acknowledged), ("local", 1));
+    let tripped = &events(&got, ExperimentEventKind::GuardTripped)[0];
+    assert_eq!(tripped["agent"], "fake");
+    assert_eq!(tripped["agent_cleared_faults"], 1);
+    drop((tx, inbound));
+    controller.stop().await;
+}
+
+/// The next desired state on a fake agent's stream, acknowledged (heartbeats skipped).
+async fn next_desired(
+    inbound: &mut tonic::Streaming<faultline_proto::v1::ControllerMessage>,
+    tx: &tokio::sync::mpsc::Sender<faultline_proto::v1::AgentMessage>,
+) -> faultline_proto::v1::DesiredState {
+    use faultline_proto::v1::{Ack, AgentMessage, agent_message, controller_message};
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .expect("a message within 10 s")
+            .unwrap()
+            .expect("the stream is open");
+        if let Some(controller_message::Body::DesiredState(d)) = msg.body {
+            let ack = Ack {
+                generation: d.generation,
+                applied_faults: d.faults.len() as u32,
+                error: None,
+            };
+            tx.send(AgentMessage {
+                body: Some(agent_message::Body::Ack(ack)),
+            })
+            .await
+            .unwrap();
+            return d;
+        }
+    }
+}
