@@ -1,7 +1,9 @@
-//! The agent's controller connection, against a minimal controller written here: a tonic
+//! The agent's controller connection, against the test controller in `support`: a tonic
 //! `AgentService` on 127.0.0.1:0 that hands each `Connect` stream to the test, which plays the
 //! controller's side message by message. The agent is started in-process with `--controller`
 //! pointing at it; traffic goes through its route to an echo server over real sockets.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,120 +13,18 @@ use std::time::Duration;
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
 use faultline_agent::route::{Protocol, RouteSnapshot, RouteSpec, Upstream};
-use faultline_proto::prost_types;
 use faultline_proto::v1;
-use faultline_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status, Streaming};
+
+use support::{
+    PATIENCE, controller, controller_heartbeat, duration, http_status_line, http_upstream,
+    next_peer, next_peer_within,
+};
 
 const LATENCY: Duration = Duration::from_millis(200);
-/// How long the test waits for any one message from the agent.
-const PATIENCE: Duration = Duration::from_secs(5);
-
-// === the test's controller ===
-
-/// One `Connect` stream, from the controller's side.
-struct Peer {
-    inbound: Streaming<v1::AgentMessage>,
-    outbound: mpsc::Sender<Result<v1::ControllerMessage, Status>>,
-}
-
-impl Peer {
-    async fn recv(&mut self) -> v1::agent_message::Body {
-        timeout(PATIENCE, self.inbound.message())
-            .await
-            .expect("a message from the agent in time")
-            .expect("the stream is healthy")
-            .expect("the stream is open")
-            .body
-            .expect("the message has a body")
-    }
-
-    async fn hello(&mut self) -> v1::Hello {
-        match self.recv().await {
-            v1::agent_message::Body::Hello(h) => h,
-            other => panic!("expected Hello first, got {other:?}"),
-        }
-    }
-
-    /// The next `Ack`, answering heartbeats that come before it.
-    async fn ack(&mut self) -> v1::Ack {
-        loop {
-            match self.recv().await {
-                v1::agent_message::Body::Ack(a) => return a,
-                v1::agent_message::Body::Heartbeat(_) => self.send(controller_heartbeat()).await,
-                v1::agent_message::Body::Hello(h) => panic!("a second Hello on one stream: {h:?}"),
-                v1::agent_message::Body::LocalTrip(t) => panic!("an unexpected local trip: {t:?}"),
-            }
-        }
-    }
-
-    async fn heartbeat(&mut self) -> v1::AgentHeartbeat {
-        match self.recv().await {
-            v1::agent_message::Body::Heartbeat(h) => h,
-            other => panic!("expected a heartbeat, got {other:?}"),
-        }
-    }
-
-    async fn send(&self, body: v1::controller_message::Body) {
-        self.outbound
-            .send(Ok(v1::ControllerMessage { body: Some(body) }))
-            .await
-            .expect("the stream to the agent is open");
-    }
-}
-
-/// Hands every `Connect` stream to the test.
-struct TestController {
-    peers: mpsc::Sender<Peer>,
-}
-
-#[tonic::async_trait]
-impl AgentService for TestController {
-    type ConnectStream = ReceiverStream<Result<v1::ControllerMessage, Status>>;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<v1::AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let (outbound, rx) = mpsc::channel(16);
-        self.peers
-            .send(Peer {
-                inbound: request.into_inner(),
-                outbound,
-            })
-            .await
-            .map_err(|_| Status::unavailable("the test is over"))?;
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-/// Starts the controller on 127.0.0.1, port 0; returns its address and the streams it accepts.
-async fn controller() -> (SocketAddr, mpsc::Receiver<Peer>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (peers, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(AgentServiceServer::new(TestController { peers }))
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await
-            .expect("the test controller stops only with the test");
-    });
-    (addr, rx)
-}
-
-async fn next_peer(peers: &mut mpsc::Receiver<Peer>, within: Duration) -> Peer {
-    timeout(within, peers.recv())
-        .await
-        .unwrap_or_else(|_| panic!("the agent did not connect within {within:?}"))
-        .expect("the controller runs")
-}
 
 // === messages ===
 
@@ -154,19 +54,6 @@ fn latency_fault(route: &str, name: &str) -> v1::FaultSpec {
     }
 }
 
-fn controller_heartbeat() -> v1::controller_message::Body {
-    v1::controller_message::Body::Heartbeat(v1::ControllerHeartbeat {
-        sent_at: Some(std::time::SystemTime::now().into()),
-    })
-}
-
-fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 // === the agent and traffic ===
 
 /// Echoes every byte back on each connection.
@@ -183,45 +70,6 @@ async fn echo() -> SocketAddr {
         }
     });
     addr
-}
-
-/// A minimal HTTP/1.1 upstream: answers every request `200 ok` and closes.
-async fn http_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// One HTTP/1.1 request through `route`; returns the response's status line.
-async fn http_get(route: SocketAddr) -> String {
-    let mut s = TcpStream::connect(route)
-        .await
-        .expect("connect to the route");
-    s.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).await.unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
 }
 
 /// The time for one 5-byte message to go through the route to the echo server and back, on a
@@ -328,7 +176,7 @@ async fn the_agent_applies_acknowledges_reports_and_clears_when_the_stream_ends(
     let mut snapshots = agent.table.subscribe("web").unwrap();
 
     // Hello: who the agent is and what it proxies.
-    let mut peer = next_peer(&mut peers, PATIENCE).await;
+    let mut peer = next_peer(&mut peers).await;
     let hello = peer.hello().await;
     assert_hello(&hello, &agent, echo, http);
     let clean = round_trip(web).await;
@@ -337,7 +185,7 @@ async fn the_agent_applies_acknowledges_reports_and_clears_when_the_stream_ends(
     // A desired state with a latency fault: applied and acknowledged.
     peer.send(desired(1, vec![latency_fault("web", "slow")]))
         .await;
-    let ack = peer.ack().await;
+    let ack = peer.ack_answering_heartbeats().await;
     assert_eq!(
         (ack.generation, ack.applied_faults, ack.error.as_deref()),
         (1, 1, None)
@@ -350,8 +198,8 @@ async fn the_agent_applies_acknowledges_reports_and_clears_when_the_stream_ends(
     // SLI changes since the previous beat; answering them renews the 1 s lease, so the fault
     // outlives it. Two requests through `api` are reported once, in whichever beat followed.
     let api = agent.table.get("api").unwrap().listen;
-    assert_eq!(http_get(api).await, "HTTP/1.1 200 OK");
-    assert_eq!(http_get(api).await, "HTTP/1.1 200 OK");
+    assert_eq!(http_status_line(api).await, "HTTP/1.1 200 OK");
+    assert_eq!(http_status_line(api).await, "HTTP/1.1 200 OK");
     let started = Instant::now();
     let mut beats = 0;
     let mut api_2xx = 0;
@@ -390,7 +238,7 @@ async fn the_agent_applies_acknowledges_reports_and_clears_when_the_stream_ends(
     bad.kind = None;
     peer.send(desired(2, vec![latency_fault("web", "slow"), bad]))
         .await;
-    let ack = peer.ack().await;
+    let ack = peer.ack_answering_heartbeats().await;
     assert_eq!((ack.generation, ack.applied_faults), (2, 1));
     let error = ack.error.expect("the ack carries the error");
     assert!(error.starts_with("faults[1].kind"), "{error}");
@@ -414,13 +262,13 @@ async fn the_agent_applies_acknowledges_reports_and_clears_when_the_stream_ends(
     assert!(after < LATENCY / 2, "fault cleared, round trip {after:?}");
     assert_eq!(agent.table.lease(), None);
 
-    let mut peer = next_peer(&mut peers, Duration::from_secs(2)).await;
+    let mut peer = next_peer_within(&mut peers, Duration::from_secs(2)).await;
     let hello = peer.hello().await;
     assert_hello(&hello, &agent, echo, http);
     // The re-sent desired state applies again on the new stream.
     peer.send(desired(1, vec![latency_fault("web", "slow")]))
         .await;
-    let ack = peer.ack().await;
+    let ack = peer.ack_answering_heartbeats().await;
     assert_eq!(
         (ack.generation, ack.applied_faults, ack.error),
         (1, 1, None)
@@ -449,11 +297,11 @@ async fn goodbye_clears_the_faults_and_the_agent_redials() {
     let agent = agent(addr, echo, http).await;
     let mut snapshots = agent.table.subscribe("web").unwrap();
 
-    let mut peer = next_peer(&mut peers, PATIENCE).await;
+    let mut peer = next_peer(&mut peers).await;
     peer.hello().await;
     peer.send(desired(5, vec![latency_fault("web", "slow")]))
         .await;
-    assert_eq!(peer.ack().await.applied_faults, 1);
+    assert_eq!(peer.ack_answering_heartbeats().await.applied_faults, 1);
     peer.send(v1::controller_message::Body::Goodbye(v1::Goodbye {
         reason: "controller shutting down".into(),
     }))
@@ -465,7 +313,7 @@ async fn goodbye_clears_the_faults_and_the_agent_redials() {
     .await
     .expect("cleared within 1 s of the goodbye")
     .unwrap();
-    let mut again = next_peer(&mut peers, Duration::from_secs(2)).await;
+    let mut again = next_peer_within(&mut peers, Duration::from_secs(2)).await;
     assert_eq!(again.hello().await.agent_id, "agent-1");
     drop(peer);
 }
@@ -478,11 +326,11 @@ async fn a_silent_controller_loses_its_faults_at_the_lease_and_the_agent_redials
     let agent = agent(addr, echo, http).await;
     let mut snapshots = agent.table.subscribe("web").unwrap();
 
-    let mut peer = next_peer(&mut peers, PATIENCE).await;
+    let mut peer = next_peer(&mut peers).await;
     peer.hello().await;
     peer.send(desired(3, vec![latency_fault("web", "slow")]))
         .await;
-    assert_eq!(peer.ack().await.applied_faults, 1);
+    assert_eq!(peer.ack_answering_heartbeats().await.applied_faults, 1);
     let applied = Instant::now();
     // The stream stays open, but the controller says nothing more: the 1 s lease runs out.
     timeout(
@@ -498,7 +346,7 @@ async fn a_silent_controller_loses_its_faults_at_the_lease_and_the_agent_redials
         "cleared after {cleared:?} with a 1 s lease"
     );
     // The agent gives up on the silent stream and dials again.
-    let mut again = next_peer(&mut peers, Duration::from_secs(2)).await;
+    let mut again = next_peer_within(&mut peers, Duration::from_secs(2)).await;
     assert_eq!(again.hello().await.agent_id, "agent-1");
     drop(peer);
 }

@@ -56,12 +56,33 @@ impl Peer {
 
     /// The next `Ack`, skipping heartbeats (a silent controller answers none).
     pub async fn ack(&mut self) -> v1::Ack {
+        self.next_ack(false).await
+    }
+
+    /// The next `Ack`, answering heartbeats that come before it (a live controller renews the
+    /// lease with each answer).
+    pub async fn ack_answering_heartbeats(&mut self) -> v1::Ack {
+        self.next_ack(true).await
+    }
+
+    async fn next_ack(&mut self, answer_heartbeats: bool) -> v1::Ack {
         loop {
             match self.recv().await {
                 v1::agent_message::Body::Ack(a) => return a,
+                v1::agent_message::Body::Heartbeat(_) if answer_heartbeats => {
+                    self.send(controller_heartbeat()).await
+                }
                 v1::agent_message::Body::Heartbeat(_) => {}
                 other => panic!("expected an Ack, got {other:?}"),
             }
+        }
+    }
+
+    /// The next message, which must be a heartbeat.
+    pub async fn heartbeat(&mut self) -> v1::AgentHeartbeat {
+        match self.recv().await {
+            v1::agent_message::Body::Heartbeat(h) => h,
+            other => panic!("expected a heartbeat, got {other:?}"),
         }
     }
 
@@ -84,6 +105,7 @@ impl Peer {
     }
 }
 
+/// Hands every `Connect` stream to the test.
 struct TestController {
     peers: mpsc::Sender<Peer>,
 }
@@ -123,11 +145,24 @@ pub async fn controller() -> (SocketAddr, mpsc::Receiver<Peer>) {
     (addr, rx)
 }
 
+/// The next stream the agent opens, within `PATIENCE`.
 pub async fn next_peer(peers: &mut mpsc::Receiver<Peer>) -> Peer {
-    timeout(PATIENCE, peers.recv())
+    next_peer_within(peers, PATIENCE).await
+}
+
+/// The next stream the agent opens, within `within`.
+pub async fn next_peer_within(peers: &mut mpsc::Receiver<Peer>, within: Duration) -> Peer {
+    timeout(within, peers.recv())
         .await
-        .expect("the agent connects in time")
+        .unwrap_or_else(|_| panic!("the agent did not connect within {within:?}"))
         .expect("the controller runs")
+}
+
+/// The controller's answer to a heartbeat, which renews the lease.
+pub fn controller_heartbeat() -> v1::controller_message::Body {
+    v1::controller_message::Body::Heartbeat(v1::ControllerHeartbeat {
+        sent_at: Some(std::time::SystemTime::now().into()),
+    })
 }
 
 pub fn duration(d: Duration) -> prost_types::Duration {
@@ -167,6 +202,22 @@ pub async fn http_upstream() -> SocketAddr {
 
 /// One HTTP/1.1 request to `addr`; returns the response's status code.
 pub async fn http_get(addr: SocketAddr) -> u16 {
+    let response = http_response(addr).await;
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line, got {response:?}"))
+}
+
+/// One HTTP/1.1 request to `addr`; returns the response's status line.
+pub async fn http_status_line(addr: SocketAddr) -> String {
+    let response = http_response(addr).await;
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// One HTTP/1.1 request to `addr`; returns the whole response, read until the upstream closes.
+async fn http_response(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr)
         .await
         .expect("connect to the route");
@@ -176,8 +227,4 @@ pub async fn http_get(addr: SocketAddr) -> u16 {
     let mut response = String::new();
     s.read_to_string(&mut response).await.unwrap();
     response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("a status line, got {response:?}"))
 }
