@@ -227,21 +227,22 @@ impl State {
         for (route, sli) in &slis {
             self.history.add(&id, route, now, sli);
         }
-        let Some(info) = self.agents.get(&id).map(|a| a.info.clone()) else {
+        let Some(agent) = self.agents.get(&id) else {
             return;
         };
+        let info = &agent.info;
         let mut happened = Vec::new();
         for (eid, run) in &mut self.running {
             if run.choice.chosen.contains(&id) {
                 run.counts.insert(id.clone(), rules.clone());
             }
-            let h = run.guards.heartbeat(&info, &run.choice.chosen, &slis, now);
+            let h = run.guards.heartbeat(info, &run.choice.chosen, &slis, now);
             if !h.is_empty() {
                 happened.push((*eid, h));
             }
         }
         for (eid, obs) in &mut self.observing {
-            let h = obs.guards.heartbeat(&info, &obs.chosen, &slis, now);
+            let h = obs.guards.heartbeat(info, &obs.chosen, &slis, now);
             if !h.is_empty() {
                 happened.push((*eid, h));
             }
