@@ -507,6 +507,19 @@ fn agents_upsert_keeps_first_seen_and_ignores_older_reports() {
     assert_eq!(b.version, "0.2.0");
     assert_eq!(b.first_seen, t(100));
     assert_eq!(b.last_seen, t(200));
+
+    // The hub's periodic refresh moves last seen forward only, and skips unknown agents.
+    store
+        .touch_agents(
+            &["a-agent".into(), "b-agent".into(), "ghost".into()],
+            t(180),
+        )
+        .unwrap();
+    let agents = store.agents().unwrap();
+    assert_eq!(agents.len(), 2);
+    assert_eq!(agents[0].last_seen, t(180));
+    assert_eq!(agents[1].last_seen, t(200), "never backwards");
+    assert_eq!(agents[1].labels, labels("eu-2"), "only last seen changes");
 }
 
 // === reopening and unclean stops ===

@@ -4,11 +4,12 @@
 //! stops at this boundary), is recorded in the store, and registers the agent with the hub,
 //! which answers through the stream's bounded queue. A task per stream reads what follows
 //! (acknowledgements; heartbeats, whose SLIs become domain values here and go to the hub's
-//! guards, and refresh `last seen`; local guard trips) and tells the hub when the stream ends.
+//! guards; local guard trips) and tells the hub when the stream ends. `last seen` is written at
+//! hello, then refreshed for all connected agents at once by the hub.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use faultline_agent::metrics::http::SliSnapshot;
 use faultline_agent::route::Protocol;
@@ -35,9 +36,6 @@ impl AgentApi {
         Self { hub, store }
     }
 }
-
-/// How often a connected agent's `last seen` is written to the store.
-const SEEN_PERIOD: Duration = Duration::from_secs(10);
 
 /// A heartbeat's route SLIs as domain values; a malformed one is logged and left out (the
 /// guards lose one report, the stream goes on).
@@ -133,9 +131,8 @@ impl AgentService for AgentApi {
 
         // Ends with the agent's half of the stream; the hub ending the session drops the
         // sender, which ends the response and with it the agent's half.
-        let (hub, store) = (self.hub.clone(), self.store.clone());
+        let hub = self.hub.clone();
         tokio::spawn(async move {
-            let mut recorded = Instant::now();
             while let Some(Ok(msg)) = inbound.next().await {
                 match msg.body {
                     Some(v1::agent_message::Body::Ack(ack)) => {
@@ -144,20 +141,6 @@ impl AgentService for AgentApi {
                     Some(v1::agent_message::Body::Heartbeat(beat)) => {
                         let slis = route_slis(&id, beat.route_slis);
                         hub.heartbeat(id.clone(), slis, beat.rule_counts).await;
-                        // `last seen` is for people: at most one write per agent per period,
-                        // whatever the heartbeat rate.
-                        if recorded.elapsed() >= SEEN_PERIOD {
-                            recorded = Instant::now();
-                            let _ = store
-                                .record_agent_seen(
-                                    id.clone(),
-                                    info.labels.clone(),
-                                    routes.clone(),
-                                    hello.version.clone(),
-                                    SystemTime::now(),
-                                )
-                                .await;
-                        }
                     }
                     Some(v1::agent_message::Body::LocalTrip(trip)) => {
                         hub.local_trip(id.clone(), trip).await

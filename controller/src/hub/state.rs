@@ -30,6 +30,10 @@ const SAMPLE_QUEUE: usize = 256;
 /// How often guards are re-read without new reports: windows age, `for` runs out, recovery
 /// and withdrawals time out.
 const GUARD_TICK: Duration = Duration::from_millis(50);
+/// How often the connected agents' `last seen` is refreshed in the store, all in one
+/// transaction: per-heartbeat writes would queue the store behind thousands of fsyncs a
+/// second and delay the experiment transitions waiting on it.
+const SEEN_PERIOD: Duration = Duration::from_secs(10);
 /// How many messages may wait for one agent's stream; an agent this far behind is dropped
 /// (its stream ends, it clears its faults and redials for the whole state).
 pub(super) const SESSION_QUEUE: usize = 16;
@@ -280,6 +284,8 @@ impl State {
         let mut guard_tick = tokio::time::interval(GUARD_TICK);
         guard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep = tokio::time::interval(super::history::SPAN);
+        let mut seen = tokio::time::interval(SEEN_PERIOD);
+        seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_end = self.running.values().map(|r| r.ends).min();
             tokio::select! {
@@ -297,6 +303,7 @@ impl State {
                 _ = beat.tick() => self.heartbeat(),
                 _ = guard_tick.tick(), if self.guarding() => self.guard_tick().await,
                 _ = sweep.tick() => self.history.sweep(Instant::now()),
+                _ = seen.tick() => self.touch_seen(),
             }
         }
         for (_, agent) in std::mem::take(&mut self.agents) {
@@ -385,6 +392,20 @@ impl State {
             }
             self.changes.notify();
         }
+    }
+
+    /// Refreshes the connected agents' `last seen` in the background (the hub does not wait).
+    fn touch_seen(&self) {
+        if self.agents.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.agents.keys().cloned().collect();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_agents(ids, SystemTime::now()).await {
+                tracing::warn!(error = %e, "cannot refresh the agents' last seen");
+            }
+        });
     }
 
     fn heartbeat(&mut self) {

@@ -70,6 +70,27 @@ impl Store {
     }
 
     /// Every agent ever recorded, by id.
+    /// Moves `last seen` of the agents `ids` forward to `at`, in one transaction (the hub's
+    /// periodic refresh of the agents connected to it; unknown ids are skipped).
+    pub fn touch_agents(&mut self, ids: &[String], at: SystemTime) -> Result<(), StoreError> {
+        let at_us = time::to_micros("agent seen time", at)?;
+        let tx = self.write_tx("refreshing agents' last seen")?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE agents SET last_seen_us = ?1
+                     WHERE agent_id = ?2 AND last_seen_us < ?1",
+                )
+                .during("refreshing agents' last seen")?;
+            for id in ids {
+                stmt.execute(params![at_us, id])
+                    .during("refreshing agents' last seen")?;
+            }
+        }
+        tx.commit().during("committing agents' last seen")?;
+        Ok(())
+    }
+
     pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let mut stmt = self
             .conn

@@ -165,6 +165,10 @@ impl StoreHandle {
             .await
     }
 
+    pub async fn touch_agents(&self, ids: Vec<String>, at: SystemTime) -> Result<(), StoreError> {
+        self.call(move |s| s.touch_agents(&ids, at)).await
+    }
+
     pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.call(|s| s.agents()).await
     }
