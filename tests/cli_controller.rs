@@ -423,6 +423,38 @@ async fn an_unknown_name_exits_1_with_not_found() {
 }
 
 #[tokio::test]
+async fn stop_all_refuses_starts_until_resume() {
+    let dir = TempDir::new("stop-all");
+    let c = Controller::start(dir.path()).await;
+    let url = c.url();
+    let run = faultline(&url, &["stop-all", "--reason", "incident 42"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "emergency stop in force: no experiment was running; starts are refused until \
+         `faultline resume`"
+    );
+    let spec = dir.file("held.yaml", &spec("held", "1m"));
+    let run = faultline(&url, &["apply", "-f", spec.to_str().unwrap()]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.starts_with("faultline: FAILED_PRECONDITION: ")
+            && run.stderr.contains("incident 42"),
+        "{}",
+        run.stderr
+    );
+    let run = faultline(&url, &["resume"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "emergency stop lifted: experiments may start again"
+    );
+    let run = faultline(&url, &["stop-all"]).await;
+    assert_eq!(run.code, 2, "--reason is required: {}", run.stderr);
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_controller_exits_1_saying_so() {
     // A port that was just free: bind, read the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

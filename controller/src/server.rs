@@ -182,12 +182,17 @@ impl Server {
             heartbeat: leases.heartbeat,
             ..config.caps
         };
+        let emergency_stop = store.emergency_stop().await?;
+        if let Some(stop) = &emergency_stop {
+            tracing::warn!(reason = %stop.reason, "an emergency stop is in force: no experiment starts until `faultline resume`");
+        }
         let (hub, hub_task) = Hub::spawn(
             store.clone(),
             caps.clone(),
             leases,
             changes.clone(),
             metrics.clone(),
+            emergency_stop.map(|s| s.reason),
         );
         let (stop_hub, hub_task) = hub_task.split();
         let experiments = ExperimentApi::new(store.clone(), Arc::new(caps))

@@ -690,11 +690,10 @@ async fn a_promql_guard_on_a_real_prometheus_trips_the_experiment() {
 /// speaking the stream message by message, so the trip comes exactly when the test says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_trip_from_an_agent_aborts_the_experiment() {
-    use faultline_proto::v1::agent_service_client::AgentServiceClient;
     use faultline_proto::v1::{
-        AgentMessage, Hello, LocalGuardTrip, Protocol as WireProtocol, Route,
-        agent_message::Body as Out,
+        LocalGuardTrip, Protocol as WireProtocol, agent_message::Body as Out,
     };
+    use support::fake_agent::FakeAgent;
 
     let controller = InProcess::start(
         "local-trip",
@@ -703,29 +702,10 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
     )
     .await;
     let channel = controller.channel().await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(16);
-    tx.send(AgentMessage {
-        body: Some(Out::Hello(Hello {
-            agent_id: "fake".into(),
-            labels: [("app".to_owned(), "shop".to_owned())].into(),
-            routes: vec![Route {
-                name: "api".into(),
-                listen: "127.0.0.1:1".into(),
-                upstream: "127.0.0.1:2".into(),
-                protocol: WireProtocol::Http as i32,
-            }],
-            version: "test".into(),
-        })),
-    })
-    .await
-    .unwrap();
-    let mut inbound = AgentServiceClient::new(channel.clone())
-        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut agent =
+        FakeAgent::connect(channel.clone(), "fake", &[("api", WireProtocol::Http)]).await;
     assert!(
-        next_desired(&mut inbound, &tx).await.faults.is_empty(),
+        agent.next_desired().await.faults.is_empty(),
         "nothing runs before the experiment"
     );
 
@@ -746,7 +726,7 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
     })
     .await
     .expect("no data is ignored at pre-flight");
-    let running = next_desired(&mut inbound, &tx).await;
+    let running = agent.next_desired().await;
     assert_eq!(running.faults.len(), 1);
     assert_eq!(running.local_guards.len(), 1);
     let guard = &running.local_guards[0];
@@ -758,8 +738,8 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
 
     // The agent judged its own traffic and cleared the faults; it says so.
     let now = SystemTime::now();
-    tx.send(AgentMessage {
-        body: Some(Out::LocalTrip(LocalGuardTrip {
+    agent
+        .send(Out::LocalTrip(LocalGuardTrip {
             experiment: "local".into(),
             guard: "mine".into(),
             value: 0.9,
@@ -769,11 +749,9 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
             cleared_at: Some(now.into()),
             cleared_faults: 1,
             generation: running.generation,
-        })),
-    })
-    .await
-    .unwrap();
-    let cleared = next_desired(&mut inbound, &tx).await;
+        }))
+        .await;
+    let cleared = agent.next_desired().await;
     assert!(cleared.faults.is_empty() && cleared.local_guards.is_empty());
 
     let fx_api = api.clone();
@@ -803,34 +781,6 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
     let tripped = &events(&got, ExperimentEventKind::GuardTripped)[0];
     assert_eq!(tripped["agent"], "fake");
     assert_eq!(tripped["agent_cleared_faults"], 1);
-    drop((tx, inbound));
+    drop(agent);
     controller.stop().await;
-}
-
-/// The next desired state on a fake agent's stream, acknowledged (heartbeats skipped).
-async fn next_desired(
-    inbound: &mut tonic::Streaming<faultline_proto::v1::ControllerMessage>,
-    tx: &tokio::sync::mpsc::Sender<faultline_proto::v1::AgentMessage>,
-) -> faultline_proto::v1::DesiredState {
-    use faultline_proto::v1::{Ack, AgentMessage, agent_message, controller_message};
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-            .await
-            .expect("a message within 10 s")
-            .unwrap()
-            .expect("the stream is open");
-        if let Some(controller_message::Body::DesiredState(d)) = msg.body {
-            let ack = Ack {
-                generation: d.generation,
-                applied_faults: d.faults.len() as u32,
-                error: None,
-            };
-            tx.send(AgentMessage {
-                body: Some(agent_message::Body::Ack(ack)),
-            })
-            .await
-            .unwrap();
-            return d;
-        }
-    }
 }

@@ -551,6 +551,30 @@ fn reopening_applies_no_migration_twice_and_keeps_the_data() {
     assert_eq!((rows, max), (version, version));
 }
 
+#[test]
+fn the_emergency_stop_survives_reopening_until_lifted() {
+    let dir = TempDir::new("emergency-stop");
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.emergency_stop().unwrap(), None);
+        let stop = store.set_emergency_stop("incident 42", t(10)).unwrap();
+        assert_eq!((stop.reason.as_str(), stop.since), ("incident 42", t(10)));
+        // A second stop keeps the first's reason and time.
+        let again = store.set_emergency_stop("another", t(20)).unwrap();
+        assert_eq!(again, stop);
+    }
+    let mut store = Store::open(dir.path()).unwrap();
+    let kept = store.emergency_stop().unwrap().expect("still in force");
+    assert_eq!(kept.reason, "incident 42");
+    assert!(store.clear_emergency_stop().unwrap());
+    assert!(!store.clear_emergency_stop().unwrap());
+    drop(store);
+    assert_eq!(
+        Store::open(dir.path()).unwrap().emergency_stop().unwrap(),
+        None
+    );
+}
+
 /// Fills a store with one experiment in each interesting state and returns their ids:
 /// (pending, running, completed, aborted).
 fn one_in_each_state(store: &mut Store) -> [ExperimentId; 4] {

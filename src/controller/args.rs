@@ -82,6 +82,20 @@ pub enum ControllerCommand {
         #[command(flatten)]
         controller: ControllerAddr,
     },
+    /// Emergency stop: abort every running experiment and refuse starts until `resume`.
+    #[command(name = "stop-all")]
+    StopAll {
+        /// Why, recorded as each aborted experiment's reason (`emergency stop: TEXT`).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// Lift the emergency stop: experiments may start again.
+    Resume {
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]

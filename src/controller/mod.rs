@@ -1,5 +1,5 @@
 //! The commands that talk to the controller over gRPC: `apply`, `create`, `start`, `get`,
-//! `describe`, `abort` and `delete`.
+//! `describe`, `abort`, `delete`, and the emergency stop `stop-all` / `resume`.
 //!
 //! - [`args`]: the subcommands, their flags and the controller's address.
 //! - [`client`]: the connection, and how a gRPC status becomes a message and an exit code.
@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest, GetExperimentRequest,
-    ListAgentsRequest, ListExperimentsRequest, StartExperimentRequest, create_experiment_request,
+    ListAgentsRequest, ListExperimentsRequest, ResumeRequest, StartExperimentRequest,
+    StopAllRequest, create_experiment_request,
 };
 
 use self::args::{ControllerCommand, Describe, GetWhat};
@@ -143,6 +144,36 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
                 .delete(DeleteExperimentRequest { name: name.clone() })
                 .await?;
             output::line(&format!("experiment/{name} deleted"))?;
+            Ok(())
+        }
+        ControllerCommand::StopAll { reason, controller } => {
+            let mut client = Client::connect(&controller.controller).await?;
+            let stopped = client
+                .experiments
+                .stop_all(StopAllRequest { reason })
+                .await?
+                .into_inner();
+            let aborted = match stopped.aborted.as_slice() {
+                [] => "no experiment was running".to_owned(),
+                names => format!("aborted {}", names.join(", ")),
+            };
+            output::line(&format!(
+                "emergency stop in force: {aborted}; starts are refused until `faultline resume`"
+            ))?;
+            Ok(())
+        }
+        ControllerCommand::Resume { controller } => {
+            let mut client = Client::connect(&controller.controller).await?;
+            let resumed = client
+                .experiments
+                .resume(ResumeRequest {})
+                .await?
+                .into_inner();
+            output::line(if resumed.was_stopped {
+                "emergency stop lifted: experiments may start again"
+            } else {
+                "no emergency stop was in force"
+            })?;
             Ok(())
         }
     }

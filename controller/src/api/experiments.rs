@@ -14,8 +14,9 @@ use faultline_proto::v1::experiment_service_server::ExperimentService;
 use faultline_proto::v1::{
     self, AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest,
     DeleteExperimentResponse, FieldError, GetExperimentRequest, GetExperimentResponse,
-    ListExperimentsRequest, ListExperimentsResponse, StartExperimentRequest, ValidateRequest,
-    ValidateResponse, WatchExperimentRequest,
+    ListExperimentsRequest, ListExperimentsResponse, ResumeRequest, ResumeResponse,
+    StartExperimentRequest, StopAllRequest, StopAllResponse, ValidateRequest, ValidateResponse,
+    WatchExperimentRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -166,7 +167,8 @@ impl ExperimentService for ExperimentApi {
             StartError::NotPending { .. }
             | StartError::Targets(_)
             | StartError::Conflicts(_)
-            | StartError::Preflight(_) => Status::failed_precondition(err.to_string()),
+            | StartError::Preflight(_)
+            | StartError::EmergencyStop(_) => Status::failed_precondition(err.to_string()),
         })?;
         let stored = self.store.get(e.id).await.map_err(status::from_store)?;
         Ok(Response::new(self.wire(&stored).await?))
@@ -269,5 +271,50 @@ impl ExperimentService for ExperimentApi {
         self.changes.notify();
         tracing::info!(experiment = %name, "experiment deleted");
         Ok(Response::new(DeleteExperimentResponse {}))
+    }
+
+    async fn stop_all(
+        &self,
+        request: Request<StopAllRequest>,
+    ) -> Result<Response<StopAllResponse>, Status> {
+        let reason = request.into_inner().reason;
+        if reason.trim().is_empty() {
+            return Err(status::missing("reason"));
+        }
+        let Some(hub) = &self.hub else {
+            return Err(Status::unimplemented(
+                "StopAll needs the controller's hub, which this service was built without",
+            ));
+        };
+        // Recorded first, so that a restart from here on still refuses starts.
+        let stop = self
+            .store
+            .set_emergency_stop(reason.clone(), SystemTime::now())
+            .await
+            .map_err(status::from_store)?;
+        let aborted = hub
+            .stop_all(stop.reason.clone())
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::warn!(reason = %stop.reason, aborted = ?aborted, "emergency stop");
+        Ok(Response::new(StopAllResponse {
+            aborted,
+            since: Some(convert::timestamp(stop.since)),
+        }))
+    }
+
+    async fn resume(
+        &self,
+        _request: Request<ResumeRequest>,
+    ) -> Result<Response<ResumeResponse>, Status> {
+        let was_stopped = self
+            .store
+            .clear_emergency_stop()
+            .await
+            .map_err(status::from_store)?;
+        if let Some(hub) = &self.hub {
+            hub.resume().await;
+        }
+        Ok(Response::new(ResumeResponse { was_stopped }))
     }
 }

@@ -104,6 +104,9 @@ impl State {
         &mut self,
         name: &str,
     ) -> Result<(ExperimentId, spec::Experiment, u64, Choice), StartError> {
+        if let Some(reason) = &self.emergency_stop {
+            return Err(StartError::EmergencyStop(reason.clone()));
+        }
         let stored = self.store.get(name.to_owned()).await?;
         if stored.state.kind() != StateKind::Pending || self.starting.contains_key(&stored.id) {
             return Err(StartError::NotPending {
@@ -512,6 +515,51 @@ impl State {
             self.injection(id, &run).await;
             self.observe_recovery(id, run, ended);
         }
+    }
+
+    /// The emergency stop: starts refused from now on; every starting experiment is refused
+    /// and every running one withdrawn at once, then recorded as aborted.
+    pub(super) async fn stop_all(&mut self, reason: String) -> Vec<String> {
+        tracing::warn!(%reason, "emergency stop");
+        let full = format!("emergency stop: {reason}");
+        self.emergency_stop = Some(reason.clone());
+        let mut aborted = Vec::new();
+        for (id, s) in std::mem::take(&mut self.starting) {
+            let _ = s.reply.send(Err(StartError::EmergencyStop(reason.clone())));
+            let to = ExperimentState::aborted(full.clone());
+            if self
+                .store
+                .transition(id, to, SystemTime::now())
+                .await
+                .is_ok()
+            {
+                aborted.push(s.name);
+            }
+        }
+        // Every target's cleared state leaves before anything is written.
+        let runs: Vec<(ExperimentId, Running)> =
+            std::mem::take(&mut self.running).into_iter().collect();
+        let targets: Vec<String> = runs
+            .iter()
+            .flat_map(|(_, r)| r.choice.chosen.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.push_all(&targets);
+        let ended = Instant::now();
+        for (id, run) in runs {
+            self.injection(id, &run).await;
+            let to = ExperimentState::aborted(full.clone());
+            match self.store.transition(id, to, SystemTime::now()).await {
+                Ok(_) => aborted.push(run.exp.name.clone()),
+                Err(e) => tracing::debug!(experiment = %run.exp.name, error = %e, "not aborted"),
+            }
+            self.observe_recovery(id, run, ended);
+        }
+        self.metrics
+            .aborted(AbortReason::Manual, aborted.len() as u64);
+        self.changes.notify();
+        aborted
     }
 
     /// Records the faults' counters summed over agents; answers the unmatched ones.

@@ -56,6 +56,8 @@ pub enum StartError {
     Conflicts(Vec<targets::Conflict>),
     #[error("pre-flight: {0}")]
     Preflight(String),
+    #[error("an emergency stop is in force ({0}); `faultline resume` lifts it")]
+    EmergencyStop(String),
     #[error("the controller is shutting down")]
     Stopped,
 }
@@ -94,6 +96,11 @@ enum Command {
     Agents {
         reply: oneshot::Sender<BTreeMap<String, u64>>,
     },
+    StopAll {
+        reason: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Resume,
 }
 
 /// A handle on the hub; cheap to clone.
@@ -119,12 +126,14 @@ impl std::fmt::Debug for Command {
 
 impl Hub {
     /// `changes` is bumped after every event the hub commits, for `Watch`.
+    /// `emergency_stop`: the reason of a stop in force at start-up (from the store).
     pub fn spawn(
         store: StoreHandle,
         caps: Caps,
         leases: Leases,
         changes: Changes,
         metrics: Arc<Metrics>,
+        emergency_stop: Option<String>,
     ) -> (Hub, HubTask) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stopped) = oneshot::channel();
@@ -145,6 +154,7 @@ impl Hub {
             history: History::default(),
             samples,
             http: crate::guard::http::Http::new(),
+            emergency_stop,
             next_session: 0,
         };
         let task = tokio::spawn(state.run(rx, samples_rx, stopped));
@@ -205,6 +215,23 @@ impl Hub {
     /// The experiment has ended elsewhere (aborted): its faults are withdrawn at once.
     pub async fn ended(&self, id: ExperimentId) {
         let _ = self.tx.send(Command::Ended { id }).await;
+    }
+
+    /// The emergency stop (already recorded in the store): every running or starting
+    /// experiment is aborted with `emergency stop: REASON`, and starts are refused until
+    /// [`Hub::resume`]. Answers the experiments aborted.
+    pub async fn stop_all(&self, reason: String) -> Result<Vec<String>, StartError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::StopAll { reason, reply })
+            .await
+            .map_err(|_| StartError::Stopped)?;
+        rx.await.map_err(|_| StartError::Stopped)
+    }
+
+    /// Lifts the emergency stop (already lifted in the store).
+    pub async fn resume(&self) {
+        let _ = self.tx.send(Command::Resume).await;
     }
 
     /// Connected agents and their current generation.
@@ -269,6 +296,8 @@ pub(super) struct State {
     /// Where pollers send readings.
     pub(super) samples: mpsc::Sender<Sample>,
     pub(super) http: crate::guard::http::Http,
+    /// The reason of the emergency stop in force: starts are refused.
+    pub(super) emergency_stop: Option<String>,
     next_session: u64,
 }
 
@@ -353,6 +382,14 @@ impl State {
             Command::LocalTrip { id, trip } => self.local_trip(id, trip).await,
             Command::Start { name, reply } => self.start(name, reply).await,
             Command::Ended { id } => self.ended(id).await,
+            Command::StopAll { reason, reply } => {
+                let aborted = self.stop_all(reason).await;
+                let _ = reply.send(aborted);
+            }
+            Command::Resume => {
+                tracing::warn!("emergency stop lifted");
+                self.emergency_stop = None;
+            }
             Command::Agents { reply } => {
                 let live = self
                     .agents

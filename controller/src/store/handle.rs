@@ -23,8 +23,8 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AgentRecord, Event, EventKind, Experiment, ExperimentId, ExperimentKey, ExperimentState,
-    StateKind, Store, StoreError,
+    AgentRecord, EmergencyStop, Event, EventKind, Experiment, ExperimentId, ExperimentKey,
+    ExperimentState, StateKind, Store, StoreError,
 };
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
@@ -167,6 +167,22 @@ impl StoreHandle {
 
     pub async fn touch_agents(&self, ids: Vec<String>, at: SystemTime) -> Result<(), StoreError> {
         self.call(move |s| s.touch_agents(&ids, at)).await
+    }
+
+    pub async fn emergency_stop(&self) -> Result<Option<EmergencyStop>, StoreError> {
+        self.call(|s| s.emergency_stop()).await
+    }
+
+    pub async fn set_emergency_stop(
+        &self,
+        reason: String,
+        at: SystemTime,
+    ) -> Result<EmergencyStop, StoreError> {
+        self.call(move |s| s.set_emergency_stop(&reason, at)).await
+    }
+
+    pub async fn clear_emergency_stop(&self) -> Result<bool, StoreError> {
+        self.call(|s| s.clear_emergency_stop()).await
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

@@ -2,13 +2,14 @@
 //! (default `./faultline-data`).
 //!
 //! It holds the experiments (spec, seed, state), their event timelines, the targets chosen for
-//! each, and the agents seen. Callers hand in and get back typed values; no SQL leaves this
+//! each, the agents seen, and the emergency stop. Callers hand in and get back typed values; no SQL leaves this
 //! module.
 //!
 //! - `state`: the experiment state machine and its legal transitions.
 //! - `experiments`: create, get, list, transition, targets, delete, restart recovery.
 //! - `events`: the timeline of each experiment.
 //! - `agents`: agents seen, upserted.
+//! - `safety`: the emergency stop in force, if any.
 //! - `schema`: the forward migrations and the `schema_version` table.
 //! - `handle`: [`StoreHandle`], the async handle over the thread that owns the [`Store`].
 //!
@@ -23,6 +24,7 @@ mod error;
 mod events;
 mod experiments;
 mod handle;
+mod safety;
 mod schema;
 mod state;
 mod time;
@@ -37,6 +39,7 @@ pub use self::error::StoreError;
 pub use self::events::{Event, EventKind};
 pub use self::experiments::{Experiment, ExperimentId, ExperimentKey};
 pub use self::handle::{StoreHandle, StoreTask};
+pub use self::safety::EmergencyStop;
 pub use self::state::{CONTROLLER_RESTARTED, ExperimentState, StateKind};
 
 use self::error::During;

@@ -20,12 +20,13 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order; `version` is the index + 1.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "experiments, events, targets and agents",
-    // STRICT tables: SQLite checks column types instead of storing whatever it is handed.
-    // Times are µs since the Unix epoch (see `time.rs`).
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "experiments, events, targets and agents",
+        // STRICT tables: SQLite checks column types instead of storing whatever it is handed.
+        // Times are µs since the Unix epoch (see `time.rs`).
+        sql: r#"
         CREATE TABLE experiments (
             id                 INTEGER PRIMARY KEY AUTOINCREMENT,
             name               TEXT    NOT NULL,
@@ -75,7 +76,20 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             last_seen_us   INTEGER NOT NULL
         ) STRICT;
     "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "the emergency stop",
+        // At most one row: present while the stop is in force.
+        sql: r#"
+            CREATE TABLE emergency_stop (
+                id        INTEGER PRIMARY KEY CHECK (id = 1),
+                reason    TEXT    NOT NULL,
+                since_us  INTEGER NOT NULL
+            ) STRICT;
+        "#,
+    },
+];
 
 /// The version this binary brings a database to.
 pub(crate) fn latest_version() -> u32 {

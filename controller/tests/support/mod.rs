@@ -2,6 +2,7 @@
 //! echo upstream.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod fake_agent;
 pub mod prometheus;
 
 use std::future::Future;
