@@ -481,6 +481,8 @@ fn descriptor_set_holds_the_three_services_with_their_methods() {
                     m("Watch", false, true),
                     m("Abort", false, false),
                     m("Delete", false, false),
+                    m("StopAll", false, false),
+                    m("Resume", false, false),
                 ]
             ),
             ("AgentRegistry".to_owned(), vec![m("List", false, false)]),
