@@ -184,7 +184,7 @@ fn print_invalid(args: &ValidateArgs, refusal: &Refusal<'_>) -> anyhow::Result<(
 }
 
 /// `2 faults, targets 20% of agents matching track=canary on route api, for 10m`, then
-/// `, 2 guards` when there are any.
+/// `, 2 guards` and `, in 4 phases` when there are any.
 fn summary(exp: &Experiment) -> String {
     let n = exp.faults.len();
     let mut s = format!(
@@ -197,6 +197,9 @@ fn summary(exp: &Experiment) -> String {
         0 => {}
         1 => s.push_str(", 1 guard"),
         g => s.push_str(&format!(", {g} guards")),
+    }
+    if !exp.phases.is_empty() {
+        s.push_str(&format!(", in {} phases", exp.phases.len()));
     }
     s
 }
@@ -238,5 +241,10 @@ fn experiment_json(exp: &Experiment) -> Value {
             "timeout": humantime::format_duration(exp.recovery.timeout).to_string(),
         },
         "requireTraffic": exp.require_traffic,
+        "phases": exp.phases.iter().map(|p| json!({
+            "name": p.name,
+            "duration": humantime::format_duration(p.duration).to_string(),
+        })).collect::<Vec<_>>(),
+        "stopAtBreakingPoint": exp.stop_at_breaking_point,
     })
 }

@@ -17,6 +17,9 @@
 //!   experiments, pushes each agent its desired state under a lease, and heartbeats.
 //! - [`metrics`]: counters, gauges and the fan-out histogram, and the `/metrics` endpoint.
 //! - [`config`]: the controller's settings, parsed once into typed values.
+//! - [`schedule`]: schedules (`spec.schedule`): Start arms a template, the scheduler task
+//!   creates and starts a run at each fire time (cron in a time zone, or once), on a
+//!   [`schedule::Clock`] tests can move.
 //! - [`server`]: start-up (store, recovery, bind) and [`server::serve`] until a shutdown
 //!   future resolves, with gRPC health and reflection.
 
@@ -25,6 +28,7 @@ pub mod config;
 pub mod guard;
 pub mod hub;
 pub mod metrics;
+pub mod schedule;
 pub mod server;
 pub mod spec;
 pub mod store;

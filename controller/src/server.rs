@@ -4,7 +4,9 @@
 //! ([`Store::recover_after_restart`]), and binds the listener; [`Server::run`] serves
 //! `ExperimentService`, `AgentRegistry`, gRPC health (each service `SERVING`) and reflection
 //! (`v1` and `v1alpha`, so grpcurl 1.8 works too) and `AgentService` through the
-//! [`hub`](crate::hub) until `shutdown` resolves, lets in-flight
+//! [`hub`](crate::hub), with the [`schedule`](crate::schedule)r's task firing armed schedules
+//! on its [`Clock`] (the system's; tests pass one to [`Server::with_clock`]), until `shutdown`
+//! resolves, lets in-flight
 //! calls finish, then closes the store. [`Server::bind_metrics`] adds the `/metrics` endpoint
 //! on its own address. [`serve`] is both in one call.
 
@@ -26,6 +28,7 @@ use crate::api::{ExperimentApi, RegistryApi};
 use crate::config::{Config, Leases};
 use crate::hub::{AgentApi, Hub, LiveRegistry};
 use crate::metrics::{self, AbortReason, Metrics};
+use crate::schedule::{Clock, ScheduledExperimentApi, Scheduler, SystemClock};
 use crate::spec::Caps;
 use crate::store::{EventKind, Store, StoreError, StoreHandle, StoreTask};
 
@@ -58,6 +61,8 @@ pub struct Server {
     leases: Leases,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    /// The scheduler's clock: the system's, or a test's ([`Server::with_clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// The services reflection advertises: those served here. `FILE_DESCRIPTOR_SET` also holds
@@ -116,6 +121,7 @@ impl Server {
             leases: Leases::default(),
             metrics,
             metrics_listener: None,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -144,6 +150,12 @@ impl Server {
         self
     }
 
+    /// The clock schedules fire by (default: the system's wall clock). For tests.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The address actually bound (the port chosen when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
@@ -161,6 +173,7 @@ impl Server {
             leases,
             metrics,
             metrics_listener,
+            clock,
         } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -195,10 +208,19 @@ impl Server {
             emergency_stop.map(|s| s.reason),
         );
         let (stop_hub, hub_task) = hub_task.split();
+        let (scheduler, scheduler_task) = Scheduler::spawn(
+            store.clone(),
+            hub.clone(),
+            Arc::new(caps.clone()),
+            changes.clone(),
+            clock,
+        );
+        let (stop_scheduler, scheduler_task) = scheduler_task.split();
         let experiments = ExperimentApi::new(store.clone(), Arc::new(caps))
             .with_hub(hub.clone())
             .with_changes(changes.clone())
             .with_metrics(metrics.clone());
+        let experiments = ScheduledExperimentApi::new(experiments, scheduler);
         let registry = LiveRegistry::new(RegistryApi::new(store.clone()), hub.clone());
         let agents = AgentApi::new(hub, store.clone());
         let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
@@ -219,6 +241,7 @@ impl Server {
         let shutdown = async move {
             shutdown.await;
             let _ = stop_hub.send(());
+            let _ = stop_scheduler.send(());
             let _ = stop_metrics.send(());
             changes.close();
         };
@@ -234,6 +257,7 @@ impl Server {
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         let _ = hub_task.await;
+        let _ = scheduler_task.await;
         if let Some(task) = metrics_task {
             let _ = task.await;
         }

@@ -784,3 +784,42 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
     drop(agent);
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
+    let mut fx = Fixture::start().await;
+    let _traffic = Traffic::start(fx.route);
+    // The service's objective breaks above 20 % errors; the ramp injects 5, 10, 30, 60 %.
+    fx.create(
+        "ramp",
+        "  faults:\n    - {route: api, name: abort, type: http_abort, percentage: 5, attributes: {status: 503}}\n  \
+         phases:\n    - {name: five, duration: 1500ms}\n    \
+         - {name: ten, duration: 1500ms, faults: {abort: {percentage: 10}}}\n    \
+         - {name: thirty, duration: 1500ms, faults: {abort: {percentage: 30}}}\n    \
+         - {name: sixty, duration: 1500ms, faults: {abort: {percentage: 60}}}\n  \
+         stopAtBreakingPoint: true\n  guards:\n    - name: errors\n      \
+         agents: {route: api, metric: errorRate, minRequests: 10}\n      above: 0.2\n      \
+         window: 500ms\n  recovery: {stable: 500ms, timeout: 20s}\n",
+    )
+    .await;
+    fx.start_experiment("ramp")
+        .await
+        .expect("pre-flight passes");
+    let got = fx.settled("ramp", Duration::from_secs(30)).await;
+    let exp = got.experiment.as_ref().unwrap();
+    assert_eq!(exp.state(), ExperimentState::Aborted, "{exp:?}");
+    let result = exp.result.as_ref().unwrap();
+    let bp = result.breaking_point.as_ref().expect("a breaking point");
+    assert_eq!(
+        (bp.broke_name.as_str(), bp.held, bp.held_name.as_str()),
+        ("thirty", Some(1), "ten"),
+        "{result:?}"
+    );
+    let phases: Vec<String> = events(&got, ExperimentEventKind::PhaseStarted)
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(phases, ["five", "ten", "thirty"]);
+    assert_eq!(fx.controller_faults(), 0);
+    fx.stop().await;
+}

@@ -23,7 +23,8 @@ pub fn state(state: i32) -> String {
     }
 }
 
-fn event_kind(kind: i32) -> String {
+/// `guard_changed`, `started`, ...
+pub fn event_kind(kind: i32) -> String {
     match ExperimentEventKind::try_from(kind) {
         Ok(k) => lower(k.as_str_name(), "EXPERIMENT_EVENT_KIND_"),
         Err(_) => format!("unknown({kind})"),
@@ -44,7 +45,7 @@ fn lower(name: &str, prefix: &str) -> String {
 }
 
 /// A wire timestamp in RFC 3339 (UTC, seconds), or `-`.
-fn time(seconds: Option<(i64, i32)>) -> String {
+pub fn time(seconds: Option<(i64, i32)>) -> String {
     match seconds {
         Some((s, _)) if s >= 0 => {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s as u64))
@@ -176,6 +177,10 @@ fn result_json(r: &ExperimentResult) -> Value {
             "matched": t.matched, "injected": t.injected, "passed": t.passed,
         })).collect::<Vec<_>>(),
         "unmatched": r.unmatched,
+        "breakingPoint": r.breaking_point.as_ref().map(|bp| json!({
+            "broke": bp.broke_name,
+            "held": bp.held.map(|_| bp.held_name.clone()),
+        })),
     })
 }
 
@@ -200,6 +205,13 @@ fn result_lines(r: &ExperimentResult) -> Vec<String> {
             t.threshold,
             ts!(t.tripped_at)
         ));
+    }
+    if let Some(bp) = &r.breaking_point {
+        let held = match bp.held {
+            Some(_) => format!("{} held", bp.held_name),
+            None => "no phase held".to_owned(),
+        };
+        lines.push(format!("Breaking:  phase {} broke; {held}", bp.broke_name));
     }
     if let Value::Number(n) = seconds(&r.time_to_detect) {
         lines.push(format!("Detected:  {n}s after the faults started"));
@@ -405,6 +417,12 @@ mod tests {
                 passed: 4,
             }],
             unmatched: vec!["db/slow".into()],
+            breaking_point: Some(faultline_proto::v1::BreakingPoint {
+                broke: 2,
+                broke_name: "thirty".into(),
+                held: Some(1),
+                held_name: "ten".into(),
+            }),
         };
         let lines = result_lines(&r).join("\n");
         for want in [
@@ -414,6 +432,7 @@ mod tests {
             "Recovery:  recovered 0.8s after the faults ended",
             "Fault:     api/abort matched 10, injected 6, passed 4",
             "Unverified: db/slow matched no request or connection",
+            "Breaking:  phase thirty broke; ten held",
         ] {
             assert!(lines.contains(want), "{want:?} not in:\n{lines}");
         }

@@ -1,7 +1,8 @@
 //! The canonical JSON of a validated spec, as `Experiment.spec` holds it: the document as
 //! written, with the values the controller decided filled in (the duration as a string such as
 //! `5m`, the targets' mode and `includeNewAgents`, `allowOverlap`, and the seed, when known;
-//! each guard's defaults, `recovery` and `requireTraffic`).
+//! each guard's defaults, `recovery` and `requireTraffic`; a cron schedule's `timeZone`,
+//! `concurrencyPolicy` and `historyLimit`).
 //!
 //! The faults stay as written: they already passed the agent's own rule parser, and the agent
 //! reads that shape.
@@ -57,6 +58,9 @@ pub(crate) fn canonical_json(text: &str, exp: &spec::Experiment, seed: Option<u6
         }),
     );
     spec.insert("requireTraffic".into(), exp.require_traffic.into());
+    if let (Some(Value::Object(s)), Some(schedule)) = (spec.get_mut("schedule"), &exp.schedule) {
+        fill_schedule(s, schedule);
+    }
     doc.to_string()
 }
 
@@ -100,6 +104,16 @@ fn fill_guard(g: &mut Map<String, Value>, guard: &Guard) {
             source.insert("failures".into(), p.failures.into());
         }
     }
+}
+
+/// A schedule as written, with a cron schedule's defaults filled in.
+fn fill_schedule(s: &mut Map<String, Value>, schedule: &spec::Schedule) {
+    let spec::Schedule::Cron(c) = schedule else {
+        return;
+    };
+    s.insert("timeZone".into(), c.time_zone.name().into());
+    s.insert("concurrencyPolicy".into(), c.concurrency.as_str().into());
+    s.insert("historyLimit".into(), c.history_limit.into());
 }
 
 /// A duration as specs write it (`5m`, `250ms`).

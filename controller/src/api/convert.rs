@@ -78,6 +78,7 @@ fn guard_kind(kind: &EventKind) -> Option<v1::ExperimentEventKind> {
         (EventKind::FAULTS_WITHDRAWN, K::FaultsWithdrawn),
         (EventKind::INJECTION, K::Injection),
         (EventKind::RECOVERY, K::Recovery),
+        (EventKind::PHASE_STARTED, K::PhaseStarted),
     ]
     .into_iter()
     .find(|(k, _)| k == kind)

@@ -47,6 +47,12 @@ pub(crate) fn result(e: &store::Experiment, timeline: &[Event]) -> Option<v1::Ex
                 .map(|a| a.iter().map(str_of).collect())
                 .unwrap_or_default(),
         });
+        result.breaking_point = d["phase"].as_u64().map(|broke| v1::BreakingPoint {
+            broke: broke as u32,
+            broke_name: str_of(&d["phase_name"]),
+            held: d["held_phase"].as_u64().map(|h| h as u32),
+            held_name: str_of(&d["held_phase_name"]),
+        });
         result.time_to_detect = d["time_to_detect_ms"]
             .as_u64()
             .map(|ms| duration(Duration::from_millis(ms)));

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::counts::Counts;
 use super::guards::{self, Guards, Happening};
 use super::state::{Running, StartError, State};
 use crate::guard::Sample;
@@ -200,6 +201,7 @@ impl State {
         let seen = self.agents.keys().cloned().collect();
         let started = Instant::now();
         guards.set_origin(started);
+        let phase = exp.phases.first().map(|p| (0, started + p.duration));
         self.running.insert(
             id,
             Running {
@@ -210,11 +212,59 @@ impl State {
                 seen,
                 started,
                 guards,
-                counts: BTreeMap::new(),
+                counts: Counts::default(),
+                phase,
             },
         );
         self.push_all(&chosen);
+        if phase.is_some() {
+            self.phase_started(id).await;
+        }
         Ok(())
+    }
+
+    /// Ramps whose phase is over move to the next one: new intensities to every target.
+    async fn advance_phases(&mut self, now: Instant) {
+        let due: Vec<ExperimentId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| {
+                r.phase
+                    .is_some_and(|(i, ends)| ends <= now && i + 1 < r.exp.phases.len())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(run) = self.running.get_mut(&id) else {
+                continue;
+            };
+            let (i, ends) = run.phase.expect("filtered on phases");
+            run.phase = Some((i + 1, ends + run.exp.phases[i + 1].duration));
+            let chosen = run.choice.chosen.clone();
+            self.push_all(&chosen);
+            self.phase_started(id).await;
+        }
+    }
+
+    async fn phase_started(&mut self, id: ExperimentId) {
+        let Some(run) = self.running.get(&id) else {
+            return;
+        };
+        let Some((i, _)) = run.phase else { return };
+        let phase = &run.exp.phases[i];
+        tracing::info!(experiment = %run.exp.name, phase = %phase.name, "phase started");
+        let faults: Vec<Value> = phase
+            .faults
+            .iter()
+            .map(|(route, f)| json!({"route": route, "fault": f.name, "percentage": f.toxicity.get() * 100.0}))
+            .collect();
+        let detail = json!({
+            "phase": i,
+            "name": phase.name,
+            "duration_ms": phase.duration.as_millis() as u64,
+            "faults": faults,
+        });
+        self.event(id, EventKind::PHASE_STARTED, detail).await;
     }
 
     // === reports ===
@@ -237,7 +287,7 @@ impl State {
         let mut happened = Vec::new();
         for (eid, run) in &mut self.running {
             if run.choice.chosen.contains(&id) {
-                run.counts.insert(id.clone(), rules.clone());
+                run.counts.report(&id, &rules);
             }
             let h = run.guards.heartbeat(info, &run.choice.chosen, &slis, now);
             if !h.is_empty() {
@@ -421,6 +471,16 @@ impl State {
             "note": item.note,
             "reason": reason,
         });
+        if let Some((i, _)) = run.phase {
+            // A ramp stopped by a guard: this phase broke, the one before held.
+            let phases = &run.exp.phases;
+            detail["phase"] = i.into();
+            detail["phase_name"] = phases[i].name.clone().into();
+            if i > 0 {
+                detail["held_phase"] = (i - 1).into();
+                detail["held_phase_name"] = phases[i - 1].name.clone().into();
+            }
+        }
         if let Some((agent, t)) = local {
             detail["agent"] = agent.into();
             detail["agent_breached_at_ms"] = t.breached_at.map(ts_millis).into();
@@ -465,6 +525,7 @@ impl State {
     /// `requireTraffic` and a fault matched nothing).
     pub(super) async fn complete_due(&mut self) {
         let now = Instant::now();
+        self.advance_phases(now).await;
         let due: Vec<ExperimentId> = self
             .running
             .iter()
@@ -570,13 +631,9 @@ impl State {
             .iter()
             .map(|(route, f)| ((route.clone(), f.name.clone()), [0; 3]))
             .collect();
-        for counts in run.counts.values() {
-            for c in counts {
-                if let Some(t) = totals.get_mut(&(c.route.clone(), c.fault.clone())) {
-                    t[0] += c.matched;
-                    t[1] += c.injected;
-                    t[2] += c.passed;
-                }
+        for (key, counted) in run.counts.totals() {
+            if let Some(t) = totals.get_mut(&key) {
+                *t = counted;
             }
         }
         let unmatched: Vec<String> = totals
@@ -590,7 +647,7 @@ impl State {
                 json!({"route": r, "fault": f, "matched": t[0], "injected": t[1], "passed": t[2]})
             })
             .collect();
-        let detail = json!({"rules": rules, "unmatched": unmatched, "agents": run.counts.len()});
+        let detail = json!({"rules": rules, "unmatched": unmatched, "agents": run.counts.agents()});
         self.event(id, EventKind::INJECTION, detail).await;
         unmatched
     }

@@ -18,9 +18,11 @@
 //! `registry` (`AgentRegistry.List` with the hub's live view), `state` (the task, its
 //! commands and the agents' desired states), `lifecycle` (an experiment's pre-flight, start,
 //! end, trip, withdrawal and recovery watch), `guards` (one experiment's guards), `history`
-//! (recent SLIs per agent route, for pre-flight), `fanout` (timing a desired-state change
+//! (recent SLIs per agent route, for pre-flight), `counts` (fault counters summed over agents
+//! and phases), `fanout` (timing a desired-state change
 //! until every targeted agent acknowledged it).
 
+mod counts;
 mod fanout;
 mod guards;
 mod history;

@@ -271,8 +271,28 @@ pub(super) struct Running {
     /// When the faults were sent.
     pub(super) started: Instant,
     pub(super) guards: Guards,
-    /// The latest fault counters of each target (totals since it applied the faults).
-    pub(super) counts: BTreeMap<String, Vec<v1::RuleCount>>,
+    /// The fault counters the targets reported, carried across counter restarts.
+    pub(super) counts: super::counts::Counts,
+    /// A ramp's current phase and when it ends; `None` without phases.
+    pub(super) phase: Option<(usize, Instant)>,
+}
+
+impl Running {
+    /// The faults at their current intensity: the phase's, or the spec's.
+    pub(super) fn faults(&self) -> &[(String, faultline_agent::fault::Fault)] {
+        match self.phase {
+            Some((i, _)) => &self.exp.phases[i].faults,
+            None => &self.exp.faults,
+        }
+    }
+
+    /// The next instant something is due: a phase change or the end.
+    pub(super) fn next_due(&self) -> Instant {
+        match self.phase {
+            Some((_, ends)) => ends.min(self.ends),
+            None => self.ends,
+        }
+    }
 }
 
 pub(super) struct State {
@@ -316,7 +336,7 @@ impl State {
         let mut seen = tokio::time::interval(SEEN_PERIOD);
         seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_end = self.running.values().map(|r| r.ends).min();
+            let next_end = self.running.values().map(Running::next_due).min();
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
@@ -485,7 +505,7 @@ impl State {
                 .filter(|r| r.choice.chosen.iter().any(|c| c == id))
         };
         let faults = targeting()
-            .flat_map(|r| r.exp.faults.iter().map(|(route, f)| fault_spec(route, f)))
+            .flat_map(|r| r.faults().iter().map(|(route, f)| fault_spec(route, f)))
             .collect();
         let local_guards = targeting()
             .flat_map(|r| super::lifecycle::local_guards(&r.exp, &agent.info))

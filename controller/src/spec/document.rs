@@ -421,10 +421,6 @@ impl<'a> Fields<'a> {
     pub(crate) fn path(&self, key: &str) -> FieldPath {
         self.path.key(key)
     }
-
-    pub(crate) fn entries(&self) -> &'a [Entry] {
-        self.entries
-    }
 }
 
 // === the serde side ===

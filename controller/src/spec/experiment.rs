@@ -1,6 +1,6 @@
 //! The experiment document: `apiVersion`, `kind`, `metadata`, `spec`, read into an
-//! [`Experiment`]. Fields kept for later versions (`spec.schedule`, `spec.phases`) are refused
-//! as not supported yet, not as unknown.
+//! [`Experiment`]. Fields kept for later versions (none at the moment) are refused as not
+//! supported yet, not as unknown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,24 +10,18 @@ use faultline_agent::fault::Fault;
 use super::document::{Document, Fields, Later, Node};
 use super::error::{FieldPath, SpecError};
 use super::guards::{self, Guard, Recovery};
+use super::phases::{self, Phase};
+use super::schedule::Schedule;
 use super::targets::{self, Targets};
-use super::{faults, selector};
+use super::{faults, schedule, selector};
 
 /// The only `apiVersion` this version reads.
 pub const API_VERSION: &str = "faultline.dev/v1alpha1";
 /// The only `kind` this version reads.
 pub const KIND: &str = "Experiment";
 
-const LATER: [Later<'static>; 2] = [
-    (
-        "schedule",
-        "schedules arrive in a later version of faultline",
-    ),
-    (
-        "phases",
-        "phased rollouts arrive in a later version of faultline",
-    ),
-];
+/// Fields kept for later versions: none at the moment.
+const LATER: [Later<'static>; 0] = [];
 
 /// A validated experiment spec. Everything has been checked and converted: the faults are the
 /// agent's domain values, ready to be sent.
@@ -51,6 +45,12 @@ pub struct Experiment {
     pub recovery: Recovery,
     /// `spec.requireTraffic`: a fault that matched nothing fails the experiment.
     pub require_traffic: bool,
+    /// `spec.phases`: a ramp of fault intensities; empty: `faults` for the whole duration.
+    pub phases: Vec<Phase>,
+    /// `spec.stopAtBreakingPoint`: a ramp that a guard stops reports where it broke.
+    pub stop_at_breaking_point: bool,
+    /// `spec.schedule`: the experiment is a template whose Start arms the schedule.
+    pub schedule: Option<Schedule>,
 }
 
 impl Experiment {
@@ -106,6 +106,9 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
             "guards",
             "recovery",
             "requireTraffic",
+            "phases",
+            "stopAtBreakingPoint",
+            "schedule",
         ],
         &LATER,
     )?;
@@ -113,9 +116,22 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
     let faults_node = spec.required("faults")?;
     let faults = faults::parse(faults_node, &spec.path("faults"), &name)?;
     check_routes(&mut targets, &faults, faults_node, &spec.path("faults"))?;
-    let duration = spec
-        .required("duration")?
-        .positive_duration(&spec.path("duration"))?;
+    let phases = match spec.get("phases") {
+        Some(n) => phases::parse(n, &spec.path("phases"), faults_node, &faults, &name)?,
+        None => Vec::new(),
+    };
+    let duration = duration_of(&spec, &phases)?;
+    let stop_at_breaking_point = match spec.get("stopAtBreakingPoint") {
+        Some(n) if phases.is_empty() => {
+            return Err(SpecError::invalid(
+                spec.path("stopAtBreakingPoint"),
+                n.field_loc(),
+                "only a ramp (spec.phases) has a breaking point",
+            ));
+        }
+        Some(n) => n.bool(&spec.path("stopAtBreakingPoint"))?,
+        None => false,
+    };
     let allow_overlap = match spec.get("allowOverlap") {
         Some(n) => n.bool(&spec.path("allowOverlap"))?,
         None => false,
@@ -132,6 +148,10 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
         Some(n) => guards::parse_recovery(n, &spec.path("recovery"))?,
         None => Recovery::default(),
     };
+    let schedule = match spec.get("schedule") {
+        Some(n) => Some(schedule::parse(n, &spec.path("schedule"))?),
+        None => None,
+    };
     let require_traffic = match spec.get("requireTraffic") {
         Some(n) => n.bool(&spec.path("requireTraffic"))?,
         None => false,
@@ -147,7 +167,34 @@ pub(crate) fn from_document(doc: &Document) -> Result<Experiment, SpecError> {
         guards,
         recovery,
         require_traffic,
+        phases,
+        stop_at_breaking_point,
+        schedule,
     })
+}
+
+/// `spec.duration`: required without phases; with them, their sum (given or left out).
+fn duration_of(spec: &Fields<'_>, phases: &[Phase]) -> Result<Duration, SpecError> {
+    let path = spec.path("duration");
+    if phases.is_empty() {
+        return spec.required("duration")?.positive_duration(&path);
+    }
+    let sum: Duration = phases.iter().map(|p| p.duration).sum();
+    if let Some(n) = spec.get("duration") {
+        let given = n.positive_duration(&path)?;
+        if given != sum {
+            return Err(SpecError::invalid(
+                path,
+                n.field_loc(),
+                format!(
+                    "{} differs from the phases' total, {}; leave duration out or make them agree",
+                    humantime::format_duration(given),
+                    humantime::format_duration(sum)
+                ),
+            ));
+        }
+    }
+    Ok(sum)
 }
 
 fn metadata(
@@ -280,13 +327,16 @@ spec:
     }
 
     #[test]
-    fn later_fields_are_not_supported_yet() {
-        let spec = VALID.replace("  seed: 42\n", "  phases:\n    - {percent: 5}\n");
+    fn a_schedule_is_read_and_its_errors_located() {
+        assert_eq!(Experiment::parse(VALID).unwrap().schedule, None);
+        let spec = VALID.replace("  seed: 42\n", "  schedule: {cron: \"0 9 * * 1-5\"}\n");
+        assert!(Experiment::parse(&spec).unwrap().schedule.is_some());
+        let spec = VALID.replace("  seed: 42\n", "  schedule:\n    - {cron: x}\n");
         let e = Experiment::parse(&spec).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::NotSupported);
-        assert_eq!(e.path.to_string(), "spec.phases");
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert_eq!(e.path.to_string(), "spec.schedule");
         assert_eq!(e.location.map(|l| l.line), Some(17));
-        assert!(e.message.starts_with("not supported yet"), "{e}");
+        assert_eq!(e.message, "must be a mapping, got a list");
     }
 
     #[test]

@@ -115,12 +115,30 @@ fn parse_one<'a>(
         }
     }
 
-    let rule: serde_json::Map<String, serde_json::Value> = f
-        .entries()
-        .iter()
-        .filter(|e| e.key != "route" && !e.value.is_null())
-        .map(|e| (e.key.clone(), e.value.to_json()))
-        .collect();
+    let fault = to_fault(rule_of(node), node, path, experiment)?;
+    Ok((route.to_owned(), fault, f))
+}
+
+/// An entry of `spec.faults` as the agent's rule JSON (every field but `route`).
+pub(crate) fn rule_of(entry: &Node) -> serde_json::Map<String, serde_json::Value> {
+    match &entry.value {
+        super::document::Value::Map(entries) => entries
+            .iter()
+            .filter(|e| e.key != "route" && !e.value.is_null())
+            .map(|e| (e.key.clone(), e.value.to_json()))
+            .collect(),
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// A rule through the agent's own parser, issued on behalf of `experiment`; errors are
+/// located under `path` in `node`.
+pub(crate) fn to_fault(
+    rule: serde_json::Map<String, serde_json::Value>,
+    node: &Node,
+    path: &FieldPath,
+    experiment: &str,
+) -> Result<Fault, SpecError> {
     let input: RuleInput = serde_json::from_value(serde_json::Value::Object(rule))
         .map_err(|e| SpecError::invalid(path.clone(), node.field_loc(), e.to_string()))?;
     let mut fault = input
@@ -129,7 +147,7 @@ fn parse_one<'a>(
     fault.origin = Origin::Controller {
         experiment: experiment.to_owned(),
     };
-    Ok((route.to_owned(), fault, f))
+    Ok(fault)
 }
 
 /// Maps the agent's error onto the spec: its field becomes a path under the entry, located at

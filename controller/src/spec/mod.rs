@@ -32,6 +32,11 @@
 //!       probe: {url: "http://redis-exporter:9121/health", failures: 3}
 //!   recovery: {stable: 5s, timeout: 5m}        # defaults
 //!   requireTraffic: false                      # default
+//!   schedule:                                  # optional: a template run by the controller
+//!     cron: "0 9 * * 1-5"                      # or startAt: "2026-12-01T09:00:00Z"
+//!     timeZone: Europe/Berlin                  # default UTC
+//!     concurrencyPolicy: Forbid                # default; or Allow
+//!     historyLimit: 10                         # default: finished runs kept
 //! ```
 //!
 //! Unknown fields are errors everywhere; every error names the field path and, where the
@@ -44,6 +49,7 @@
 //! - `faults`: `spec.faults` through the agent's own rule parser.
 //! - `guards`: `spec.guards` and `spec.recovery` -> [`Guard`]s (agents, Prometheus or probe
 //!   sources) and [`Recovery`]; every field and default is documented there.
+//! - `schedule`: `spec.schedule` -> [`Schedule`] (`startAt`, or `cron` in a time zone).
 //! - `caps`: the controller's server-side limits and [`check`] (which also holds an agents
 //!   guard's window to the controller's heartbeat, [`Caps::heartbeat`]).
 //! - `error`: [`SpecError`], its [`FieldPath`] and [`Location`].
@@ -54,6 +60,8 @@ mod error;
 mod experiment;
 mod faults;
 mod guards;
+mod phases;
+mod schedule;
 mod selector;
 mod targets;
 
@@ -66,6 +74,8 @@ pub use self::guards::{
     DEFAULT_RECOVERY_TIMEOUT, DEFAULT_STABLE, DEFAULT_TRIP_AFTER_ERRORS, GrpcCodes, Guard,
     MIN_INTERVAL, Metric, NoData, ProbeSource, PrometheusSource, Recovery, Source,
 };
+pub use self::phases::Phase;
+pub use self::schedule::{ConcurrencyPolicy, CronSchedule, DEFAULT_HISTORY_LIMIT, Schedule};
 pub use self::selector::{Operator, Requirement, Selector};
 pub use self::targets::{Mode, Percent, Targets};
 

@@ -60,6 +60,8 @@ impl EventKind {
     pub const INJECTION: EventKind = EventKind::from_static("injection");
     /// Recovery observation ended (detail: `recovered`, `recovery_time_ms`, `series`).
     pub const RECOVERY: EventKind = EventKind::from_static("recovery");
+    /// A ramp's phase began (detail: `phase`, `name`, `duration_ms`, `faults`).
+    pub const PHASE_STARTED: EventKind = EventKind::from_static("phase_started");
 
     const RESERVED: [EventKind; 4] = [
         Self::CREATED,

@@ -192,6 +192,51 @@ impl StoreHandle {
     pub async fn schema_version(&self) -> Result<u32, StoreError> {
         self.call(|s| s.schema_version()).await
     }
+
+    // Schedules (`schedules.rs`).
+
+    pub async fn arm_schedule(
+        &self,
+        template: ExperimentId,
+        next_fire: Option<SystemTime>,
+        at: SystemTime,
+    ) -> Result<super::Arming, StoreError> {
+        self.call(move |s| s.arm_schedule(template, next_fire, at))
+            .await
+    }
+
+    pub async fn armed_schedules(&self) -> Result<Vec<super::ArmedSchedule>, StoreError> {
+        self.call(|s| s.armed_schedules()).await
+    }
+
+    pub async fn fire_handled(
+        &self,
+        template: ExperimentId,
+        fire_at: SystemTime,
+        outcome: super::Fired,
+        next_fire: Option<SystemTime>,
+        at: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.call(move |s| s.fire_handled(template, fire_at, outcome, next_fire, at))
+            .await
+    }
+
+    pub async fn disarm_schedule(
+        &self,
+        template: ExperimentId,
+        reason: String,
+        at: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.call(move |s| s.disarm_schedule(template, &reason, at))
+            .await
+    }
+
+    pub async fn scheduled_runs(
+        &self,
+        template: ExperimentId,
+    ) -> Result<Vec<super::ScheduledRun>, StoreError> {
+        self.call(move |s| s.scheduled_runs(template)).await
+    }
 }
 
 // === impl StoreTask ===

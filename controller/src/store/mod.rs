@@ -10,6 +10,7 @@
 //! - `events`: the timeline of each experiment.
 //! - `agents`: agents seen, upserted.
 //! - `safety`: the emergency stop in force, if any.
+//! - `schedules`: armed schedules (`spec.schedule`) and the runs they created.
 //! - `schema`: the forward migrations and the `schema_version` table.
 //! - `handle`: [`StoreHandle`], the async handle over the thread that owns the [`Store`].
 //!
@@ -25,6 +26,7 @@ mod events;
 mod experiments;
 mod handle;
 mod safety;
+mod schedules;
 mod schema;
 mod state;
 mod time;
@@ -40,6 +42,7 @@ pub use self::events::{Event, EventKind};
 pub use self::experiments::{Experiment, ExperimentId, ExperimentKey};
 pub use self::handle::{StoreHandle, StoreTask};
 pub use self::safety::EmergencyStop;
+pub use self::schedules::{ArmedSchedule, Arming, Fired, ScheduledRun};
 pub use self::state::{CONTROLLER_RESTARTED, ExperimentState, StateKind};
 
 use self::error::During;

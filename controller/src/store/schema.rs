@@ -89,6 +89,27 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ) STRICT;
         "#,
     },
+    Migration {
+        version: 3,
+        name: "schedules and their runs",
+        // One row per template whose schedule was armed (see `schedules.rs`); each run a
+        // schedule created, linked to its template for the concurrency policy and history.
+        sql: r#"
+            CREATE TABLE schedules (
+                experiment_id INTEGER PRIMARY KEY REFERENCES experiments (id),
+                armed         INTEGER NOT NULL CHECK (armed IN (0, 1)),
+                -- NULL once nothing is left to fire
+                next_fire_us  INTEGER,
+                armed_at_us   INTEGER NOT NULL
+            ) STRICT;
+            CREATE TABLE schedule_runs (
+                run_id        INTEGER PRIMARY KEY REFERENCES experiments (id),
+                experiment_id INTEGER NOT NULL REFERENCES schedules (experiment_id),
+                fire_at_us    INTEGER NOT NULL
+            ) STRICT;
+            CREATE INDEX schedule_runs_by_schedule ON schedule_runs (experiment_id, fire_at_us);
+        "#,
+    },
 ];
 
 /// The version this binary brings a database to.
