@@ -6,6 +6,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::agent::args::AgentArgs;
 use crate::controller::args::ControllerCommand;
+use crate::demo::DemoArgs;
+use crate::report::ReportArgs;
+use crate::run::RunArgs;
 use crate::validate::ValidateArgs;
 
 /// faultline: the operator CLI for the faultline chaos-engineering fault injector.
@@ -29,6 +32,11 @@ use crate::validate::ValidateArgs;
 /// http://127.0.0.1:7070). A refusal prints the gRPC code and the controller's
 /// message, which names the field at fault.
 ///
+/// `faultline run -f FILE --wait` creates, starts and follows an experiment to its
+/// end (recovery included) and exits with its verdict (codes 3 and 4 below);
+/// --junit, --report and --html write its reports. `faultline report NAME` writes
+/// the same files for an experiment that has ended.
+///
 /// Exit codes:
 ///   0  success (validate: the spec is valid)
 ///   1  the agent could not be reached, or it refused the request
@@ -40,6 +48,15 @@ use crate::validate::ValidateArgs;
 ///   2  usage error: unknown command or flag, missing or malformed value;
 ///      validate: the spec (or the caps file) is invalid;
 ///      controller commands: INVALID_ARGUMENT (the spec or a name is invalid)
+///   3  run --wait: a guard aborted the experiment (also when the service then
+///      did not recover: the verdict line says both)
+///   4  run --wait: the experiment completed but the service did not recover
+///      within spec.recovery.timeout
+///
+/// run --wait ends 0 only when the experiment completed, its guards held and the
+/// service recovered (or it had no guards); 1 when it failed (pre-flight refusal,
+/// requireTraffic, no targets), an operator or the emergency stop aborted it, or
+/// --timeout passed.
 #[derive(Debug, Parser)]
 #[command(
     name = "faultline",
@@ -64,6 +81,21 @@ pub enum Command {
 
     #[command(flatten)]
     Controller(ControllerCommand),
+
+    /// Create and start an experiment; with --wait follow it to its end, show its progress
+    /// (on a terminal: the time left and each guard's state with the last value it reported at
+    /// a transition; otherwise one line per event) and exit with its verdict: 0 passed, 3
+    /// aborted by a guard, 4 not recovered in time, 2 invalid spec, 1 anything else.
+    Run(RunArgs),
+
+    /// Write the JUnit, JSON or HTML report of an experiment from the controller's store.
+    Report(ReportArgs),
+
+    /// A whole game day on this machine, in-process: an embedded controller, a sample API
+    /// service, an agent in front of it and steady traffic; runs
+    /// examples/api-outage-gameday.yaml, prints the timeline and the verdict, writes the HTML
+    /// report. Exit 0 when a guard stopped the outage and the service recovered.
+    Demo(DemoArgs),
 }
 
 /// A command line clap accepted value by value but that is still wrong as a whole.
@@ -81,7 +113,9 @@ impl Cli {
         let cli = Cli::parse();
         let checked = match &cli.command {
             Command::Agent(args) => args.check(),
-            Command::Validate(_) | Command::Controller(_) => Ok(()),
+            Command::Run(args) => args.check(),
+            Command::Report(args) => args.check(),
+            Command::Validate(_) | Command::Controller(_) | Command::Demo(_) => Ok(()),
         };
         if let Err(misuse) = checked {
             let mut cmd = Cli::command();

@@ -14,16 +14,26 @@
 //!   controller's gRPC API (`faultline.v1`).
 //! - [`validate`]: `faultline validate`, an experiment spec checked offline with the
 //!   controller's parser (`faultline_controller::spec`).
+//! - [`run`]: `faultline run`, an experiment created, started and followed to its verdict
+//!   (exit codes 3: aborted by a guard, 4: not recovered).
+//! - [`report`]: `faultline report`, and the report model with its JUnit, JSON and HTML forms
+//!   that `run` writes too.
+//! - [`demo`]: `faultline demo`, a whole game day in-process (controller, agent, sample service,
+//!   traffic) ending in its HTML report.
 //!
 //! Exit codes: 0 on success, 1 when the agent cannot be reached or refuses a request (or a file
 //! cannot be read), 2 when the command line is malformed (clap's own code for usage errors) or
-//! the spec given to `validate` is invalid, or the controller answers INVALID_ARGUMENT.
+//! the spec given to `validate` is invalid, or the controller answers INVALID_ARGUMENT; `run
+//! --wait` adds 3 (aborted by a guard) and 4 (not recovered in time).
 
 mod agent;
 mod cli;
 mod controller;
+mod demo;
 mod duration;
 mod output;
+mod report;
+mod run;
 mod validate;
 
 use std::process::ExitCode;
@@ -43,6 +53,10 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         // The controller commands choose their exit code from the gRPC status (2: invalid).
         Command::Controller(command) => on_runtime(controller::run(command)),
+        Command::Run(args) => on_runtime(run::run(args)),
+        Command::Report(args) => on_runtime(report::run(args)),
+        // The demo runs a controller, an agent and a service in-process: several threads.
+        Command::Demo(args) => on_multi_thread_runtime(demo::run(args)),
         Command::Agent(args) => on_runtime(async {
             match agent::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +67,21 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+/// Runs the demo on a multi-threaded runtime (the agent's data plane has its own threads).
+fn on_multi_thread_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("faultline: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

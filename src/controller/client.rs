@@ -76,6 +76,12 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Prints the failure on stderr and answers its exit code: how every command ends on one.
+    pub fn exit(&self) -> std::process::ExitCode {
+        eprintln!("faultline: {self}");
+        std::process::ExitCode::from(self.exit_code())
+    }
+
     /// 2 when the input was at fault, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {

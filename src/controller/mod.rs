@@ -26,10 +26,7 @@ use crate::output;
 pub async fn run(command: ControllerCommand) -> ExitCode {
     match execute(command).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("faultline: {failure}");
-            ExitCode::from(failure.exit_code())
-        }
+        Err(failure) => failure.exit(),
     }
 }
 
@@ -181,7 +178,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
 
 /// Reads a spec file (`-`: standard input); JSON when the file name ends in `.json`, else YAML
 /// (the controller's errors then carry line and column).
-fn read_spec(path: &Path) -> Result<CreateExperimentRequest, Failure> {
+pub fn read_spec(path: &Path) -> Result<CreateExperimentRequest, Failure> {
     use std::io::Read;
     let text = if path == Path::new("-") {
         let mut text = String::new();

@@ -2,6 +2,7 @@
 //! client for the admin API, and the one retry helper (`eventually`).
 #![allow(dead_code)]
 
+pub mod controller;
 pub mod grpc;
 pub mod http;
 pub mod http_upstream;

@@ -1,0 +1,243 @@
+//! Following an experiment: its `Watch` stream until the controller ends it (after the final
+//! state, or after the recovery event of an experiment with guards), with progress on stderr.
+//!
+//! On a terminal (stderr is a TTY) a small block is redrawn in place, under the event lines: the
+//! state with a bar of the time left (`spec.duration` minus the time since the start), and a
+//! line per guard with its state and the last value known. Guards report values only when they
+//! change state (and at pre-flight), so that value is the last transition's, not a live sample.
+//! Elsewhere (CI) it prints one plain line per event, with its time.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use faultline_proto::v1::{
+    Experiment, ExperimentEvent, ExperimentEventKind as Kind, WatchExperimentRequest,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::controller::client::{Client, Failure};
+use crate::controller::render;
+use crate::report::timeline::{Narrator, relation};
+use crate::report::{Report, millis, number};
+
+/// How often the terminal block is redrawn between events.
+const REDRAW: Duration = Duration::from_millis(250);
+/// Cells of the progress bar.
+const BAR: usize = 30;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// The controller ended the stream: the experiment is over, recovery included.
+    Ended,
+    /// `--timeout` passed first.
+    TimedOut,
+}
+
+/// Follows `experiment` until its watch ends or `deadline` passes.
+pub async fn follow(
+    client: &mut Client,
+    experiment: &Experiment,
+    deadline: Option<Instant>,
+) -> Result<Followed, Failure> {
+    let mut stream = client
+        .experiments
+        .watch(WatchExperimentRequest {
+            name: experiment.name.clone(),
+            after_sequence: 0,
+        })
+        .await?
+        .into_inner();
+    let mut progress = Progress::new(experiment, std::io::stderr().is_terminal());
+    let mut redraw = tokio::time::interval(REDRAW);
+    let timeout = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let followed = loop {
+        tokio::select! {
+            message = stream.message() => match message? {
+                Some(event) => progress.event(&event),
+                None => break Followed::Ended,
+            },
+            _ = redraw.tick(), if progress.live => progress.draw(None),
+            () = &mut timeout => break Followed::TimedOut,
+        }
+    };
+    progress.draw(None);
+    Ok(followed)
+}
+
+/// What the progress display knows.
+struct Progress {
+    live: bool,
+    name: String,
+    state: String,
+    narrator: Narrator,
+    guards: Vec<GuardLine>,
+    duration: Option<Duration>,
+    started: Option<SystemTime>,
+    /// The recovery event arrived: nothing more is watched.
+    recovery_over: bool,
+    /// Lines of the block drawn last (terminal only).
+    drawn: usize,
+}
+
+struct GuardLine {
+    name: String,
+    state: String,
+    value: Option<f64>,
+    threshold: Option<f64>,
+}
+
+impl Progress {
+    fn new(experiment: &Experiment, live: bool) -> Progress {
+        // The spec's guards and duration, read the way reports read them.
+        let base = Report::build(experiment, &[]);
+        Progress {
+            live,
+            name: experiment.name.clone(),
+            state: base.state,
+            narrator: Narrator::default(),
+            guards: base
+                .guards
+                .into_iter()
+                .map(|g| GuardLine {
+                    name: g.name,
+                    state: "-".into(),
+                    value: None,
+                    threshold: g.threshold,
+                })
+                .collect(),
+            duration: base.duration_ms.map(Duration::from_millis),
+            started: None,
+            recovery_over: false,
+            drawn: 0,
+        }
+    }
+
+    fn event(&mut self, ev: &ExperimentEvent) {
+        let at = ev
+            .at
+            .as_ref()
+            .map(|t| UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32));
+        let line = format!(
+            "{} {}",
+            render::time(ev.at.as_ref().map(|t| (t.seconds, t.nanos))),
+            self.narrator.line(ev)
+        );
+        self.state = render::state(ev.state);
+        let detail: Value = serde_json::from_str(&ev.detail_json).unwrap_or(Value::Null);
+        match ev.kind() {
+            Kind::Started => self.started = at,
+            Kind::Preflight => {
+                for g in detail["guards"].as_array().into_iter().flatten() {
+                    self.guard(&g["guard"], &g["state"], &g["value"]);
+                }
+            }
+            Kind::GuardChanged => self.guard(&detail["guard"], &detail["to"], &detail["value"]),
+            Kind::GuardTripped => self.guard(&detail["guard"], &"tripped".into(), &detail["value"]),
+            Kind::Recovery => {
+                self.recovery_over = true;
+                for g in detail["guards"].as_array().into_iter().flatten() {
+                    self.guard(&g["guard"], &g["state"], &g["value"]);
+                }
+            }
+            _ => {}
+        }
+        if self.live {
+            self.draw(Some(&line));
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn guard(&mut self, name: &Value, state: &Value, value: &Value) {
+        if let Some(g) = self.guards.iter_mut().find(|g| *name == *g.name) {
+            g.state = state.as_str().unwrap_or("no_data").to_owned();
+            if let Some(v) = value.as_f64() {
+                g.value = Some(v);
+            }
+        }
+    }
+
+    /// Terminal only: clears the block, prints `event` above it, draws the block again.
+    fn draw(&mut self, event: Option<&str>) {
+        if !self.live {
+            return;
+        }
+        let mut text = String::new();
+        if self.drawn > 0 {
+            // To the start of the block's first line, then clear to the end of the screen.
+            text.push_str(&format!("\x1b[{}F\x1b[J", self.drawn));
+        }
+        if let Some(line) = event {
+            text.push_str(line);
+            text.push('\n');
+        }
+        let block = self.block();
+        self.drawn = block.len();
+        for line in block {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+    }
+
+    fn block(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "experiment/{} {}  {}",
+            self.name,
+            self.state,
+            self.time_left()
+        )];
+        let width = self.guards.iter().map(|g| g.name.len()).max().unwrap_or(0);
+        for g in &self.guards {
+            let reading = match (g.value, g.threshold) {
+                (Some(v), Some(t)) => {
+                    format!("value {} {} {}", number(v), relation(v, t), number(t))
+                }
+                (Some(v), None) => format!("value {}", number(v)),
+                (None, _) => "no value yet".into(),
+            };
+            lines.push(format!(
+                "  guard {:<width$}  {:<9} {reading}",
+                g.name, g.state
+            ));
+        }
+        lines
+    }
+
+    /// `[#######-----------]  1m20s left`, once started and while running.
+    fn time_left(&self) -> String {
+        let (Some(started), Some(duration)) = (self.started, self.duration) else {
+            return String::new();
+        };
+        if self.state != "running" {
+            return if self.guards.is_empty() || self.recovery_over {
+                String::new()
+            } else {
+                "(watching recovery)".into()
+            };
+        }
+        let elapsed = SystemTime::now()
+            .duration_since(started)
+            .unwrap_or_default()
+            .min(duration);
+        let done = if duration.is_zero() {
+            BAR
+        } else {
+            (elapsed.as_secs_f64() / duration.as_secs_f64() * BAR as f64) as usize
+        };
+        format!(
+            "[{}{}]  {} left",
+            "#".repeat(done),
+            "-".repeat(BAR - done),
+            millis((duration - elapsed).as_millis().div_ceil(1000) as u64 * 1000)
+        )
+    }
+}
