@@ -16,7 +16,7 @@ reps=${REPS:-20}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo build --release -p faultline-controller --bins
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 work=$(mktemp -d)
 pid=
