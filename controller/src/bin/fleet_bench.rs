@@ -73,6 +73,10 @@ struct Args {
     /// guarded `http_abort` experiment per rep, left to trip.
     #[arg(long)]
     guard: bool,
+    /// Before any experiment, hold the connected fleet this long (heartbeating, nothing
+    /// else) and print the controller's steady-state RSS and CPU over it.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    idle: Duration,
     /// With `--guard`: responses each agent reports per heartbeat.
     #[arg(long, default_value_t = 50)]
     requests: u64,
@@ -222,6 +226,15 @@ async fn main() -> anyhow::Result<()> {
         connect_start.elapsed()
     );
     usage.sample();
+    if !args.idle.is_zero() {
+        let mut idle = Usage::new(args.controller_pid);
+        while idle.run_start.elapsed() < args.idle {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            idle.sample();
+        }
+        print!("idle, {} agents heartbeating: ", args.agents);
+        idle.print();
+    }
 
     let api = ExperimentServiceClient::new(channels[0].clone());
     if args.guard {
