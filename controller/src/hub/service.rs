@@ -133,7 +133,17 @@ impl AgentService for AgentApi {
         // sender, which ends the response and with it the agent's half.
         let hub = self.hub.clone();
         tokio::spawn(async move {
-            while let Some(Ok(msg)) = inbound.next().await {
+            loop {
+                let msg = match inbound.next().await {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(status)) => {
+                        // A transport error ends the stream (an HTTP/2 GOAWAY ends every
+                        // stream of its connection at once): worth seeing in the log.
+                        tracing::warn!(agent = %id, error = %status, "agent stream failed");
+                        break;
+                    }
+                    None => break,
+                };
                 match msg.body {
                     Some(v1::agent_message::Body::Ack(ack)) => {
                         hub.ack(id.clone(), ack.generation, ack.error).await
