@@ -17,7 +17,8 @@
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
 //! - [`http`]: the HTTP/gRPC data plane: per-request matching and faults over hyper.
 //! - [`admin`]: the admin HTTP API: Toxiproxy's `/proxies` surface, `/metrics`, `/ready`.
-//! - [`metrics`]: per-route atomic counters and their Prometheus rendering.
+//! - [`metrics`]: per-route atomic counters (and, for a cohort fault, per treatment and control
+//!   arm) and their Prometheus rendering.
 //! - [`app`]: composes the above: [`app::run`] starts an agent and drains it on shutdown.
 //!
 //! Invariants: the data path takes no lock (it reads `Arc` snapshots from a `watch` channel);

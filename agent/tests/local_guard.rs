@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use faultline_agent::admin::toxiproxy::ToxicInput;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, LogFormat};
 use faultline_agent::fault::{Fault, Origin};
 use faultline_agent::guard::{FaultRef, LocalGuard};
 use faultline_agent::route::{DesiredState, Protocol, RouteSpec, RouteTable, Upstream};
@@ -20,29 +20,7 @@ use support::{Peer, controller, duration, http_get, http_upstream, next_peer};
 
 /// An agent with `http` routes `api` and `web` to `upstream`, connected to `controller`.
 async fn agent(controller: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Agent {
-    let route = |name: &str| {
-        let mut r = RouteSpec::tcp(name, "127.0.0.1:0", Upstream::Addr(upstream));
-        r.protocol = Protocol::Http;
-        r
-    };
-    let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        routes: vec![route("api"), route("web")],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
-        controller: Some(
-            ControllerConfig::new(
-                &format!("http://{controller}"),
-                "agent-1",
-                Default::default(),
-            )
-            .expect("valid controller settings"),
-        ),
-    };
-    Agent::start(&config).await.expect("agent starts")
+    support::http_agent(controller, upstream, &["api", "web"]).await
 }
 
 /// An agent connected to a fresh test controller, past its `Hello`.

@@ -299,6 +299,8 @@ fn the_agent_stream_round_trips() {
                 route: "api".into(),
                 sli: Some(sli.clone()),
                 window: Some(ms(1000)),
+                treatment: None,
+                control: None,
             }],
             rule_counts: vec![RuleCount {
                 route: "api".into(),

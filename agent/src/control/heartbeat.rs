@@ -5,6 +5,11 @@
 //! minus the previous one ([`sli_delta`]). A route recreated under the same name starts new
 //! counters; [`SliTracker`] notices (the metrics are a different `Arc`) and reports the new
 //! route's counters whole rather than a bogus negative change.
+//!
+//! A route with a cohort fault also counts the requests of the cohort's treatment and control
+//! arms apart ([`RouteMetrics::treatment`], [`RouteMetrics::control`]); their changes go in
+//! `RouteSli.treatment` and `RouteSli.control` when something was counted in them, so that a
+//! guard can compare the arms. `RouteSli.sli` stays the whole route, arms included.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +25,19 @@ use crate::metrics::histogram::HistogramSnapshot;
 use crate::metrics::http::{ByOrigin, SliSnapshot};
 use crate::route::RouteTable;
 
-/// The previous snapshot of each route, to report changes against.
+/// The previous snapshots of each route, to report changes against.
 #[derive(Default)]
 pub struct SliTracker {
-    previous: HashMap<String, (Arc<RouteMetrics>, SliSnapshot)>,
+    previous: HashMap<String, Previous>,
+}
+
+/// A route's counters as the previous report saw them.
+struct Previous {
+    /// Which counters they were: a recreated route has new ones.
+    metrics: Arc<RouteMetrics>,
+    route: SliSnapshot,
+    treatment: SliSnapshot,
+    control: SliSnapshot,
 }
 
 impl SliTracker {
@@ -40,19 +54,38 @@ impl SliTracker {
         let mut out = Vec::new();
         let mut next = HashMap::new();
         for (route, metrics) in table.metrics() {
-            let now = metrics.http.snapshot();
-            let delta = match self.previous.get(&route) {
-                Some((m, before)) if Arc::ptr_eq(m, &metrics) => sli_delta(&now, before),
-                _ => now.clone(),
+            let now = Previous {
+                route: metrics.http.snapshot(),
+                treatment: metrics.treatment.snapshot(),
+                control: metrics.control.snapshot(),
+                metrics,
             };
-            if !delta.is_empty() {
+            let before = self
+                .previous
+                .get(&route)
+                .filter(|p| Arc::ptr_eq(&p.metrics, &now.metrics));
+            let delta = |pick: fn(&Previous) -> &SliSnapshot| match before {
+                Some(before) => sli_delta(pick(&now), pick(before)),
+                None => pick(&now).clone(),
+            };
+            let (sli, treatment, control) = (
+                delta(|p| &p.route),
+                delta(|p| &p.treatment),
+                delta(|p| &p.control),
+            );
+            // An arm is part of the route, but its snapshot is taken a moment later and may
+            // hold a request the route's does not yet: report whichever changed.
+            if !(sli.is_empty() && treatment.is_empty() && control.is_empty()) {
+                let arm = |d: SliSnapshot| (!d.is_empty()).then(|| v1::SliSnapshot::from(&d));
                 out.push(v1::RouteSli {
                     route: route.clone(),
-                    sli: Some(v1::SliSnapshot::from(&delta)),
+                    sli: Some(v1::SliSnapshot::from(&sli)),
                     window: Some(duration_to_proto(window)),
+                    treatment: arm(treatment),
+                    control: arm(control),
                 });
             }
-            next.insert(route, (metrics, now));
+            next.insert(route, now);
         }
         self.previous = next;
         out
@@ -132,6 +165,80 @@ pub fn histogram_delta(now: &HistogramSnapshot, before: &HistogramSnapshot) -> H
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::http::Arm;
+    use crate::route::{RouteSpec, Upstream};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn responses(s: &Option<v1::SliSnapshot>) -> Option<u64> {
+        s.clone()
+            .map(|s| SliSnapshot::try_from(s).unwrap().responses())
+    }
+
+    #[tokio::test]
+    async fn arms_are_reported_as_deltas_beside_the_whole_route() {
+        let plane =
+            crate::tcp::DataPlane::new(Default::default(), Duration::from_secs(1), 1).unwrap();
+        let table = RouteTable::new(plane);
+        let upstream = Upstream::Addr("127.0.0.1:9".parse().unwrap());
+        table
+            .create(RouteSpec::tcp("r", "127.0.0.1:0", upstream.clone()))
+            .unwrap();
+        let m = || table.metrics().into_iter().next().unwrap().1;
+        let mut tracker = SliTracker::starting_now(&table);
+
+        m().recorder(Arm::Treatment).response(503, true, MS);
+        m().recorder(Arm::Treatment).response(503, true, MS);
+        m().recorder(Arm::Control).response(200, false, MS);
+        m().recorder(Arm::Neither).response(200, false, MS);
+        let slis = tracker.route_slis(&table, Duration::from_secs(1));
+        assert_eq!(slis.len(), 1);
+        let s = &slis[0];
+        assert_eq!(
+            (
+                responses(&s.sli),
+                responses(&s.treatment),
+                responses(&s.control)
+            ),
+            (Some(4), Some(2), Some(1))
+        );
+
+        // Only a request in neither arm: the arms are left out, not sent empty.
+        m().recorder(Arm::Neither).response(200, false, MS);
+        m().recorder(Arm::Control).response(200, false, MS);
+        let slis = tracker.route_slis(&table, Duration::from_secs(1));
+        let s = &slis[0];
+        assert_eq!(
+            (
+                responses(&s.sli),
+                responses(&s.treatment),
+                responses(&s.control)
+            ),
+            (Some(2), None, Some(1))
+        );
+        assert!(
+            tracker
+                .route_slis(&table, Duration::from_secs(1))
+                .is_empty()
+        );
+
+        // A route recreated under the same name: its new counters are reported whole.
+        table.remove("r").await.unwrap();
+        table
+            .create(RouteSpec::tcp("r", "127.0.0.1:0", upstream))
+            .unwrap();
+        m().recorder(Arm::Treatment).response(503, true, MS);
+        let slis = tracker.route_slis(&table, Duration::from_secs(1));
+        let s = &slis[0];
+        assert_eq!(
+            (
+                responses(&s.sli),
+                responses(&s.treatment),
+                responses(&s.control)
+            ),
+            (Some(1), Some(1), None)
+        );
+    }
 
     #[test]
     fn a_delta_is_what_happened_between_two_snapshots() {

@@ -237,13 +237,13 @@ impl Probability {
 
     /// Decide from a uniformly distributed `u64` (a hash or a random draw).
     pub fn admits(self, draw: u64) -> bool {
-        if self.0 >= 1.0 {
-            return true;
-        }
-        // Map the draw onto [0, 1) with 53 bits of precision.
-        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-        unit < self.0
+        self.0 >= 1.0 || to_unit(draw) < self.0
     }
+}
+
+/// Maps a uniformly distributed `u64` onto `[0, 1)` with 53 bits of precision.
+pub(crate) fn to_unit(draw: u64) -> f64 {
+    (draw >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A fault as configured: what, where, how often, for how long, from whom.

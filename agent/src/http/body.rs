@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::grpc::{self, Framer};
 use crate::fault::bandwidth::TokenBucket;
-use crate::fault::http::{GrpcStream, StreamAction};
+use crate::fault::http::{Arm, GrpcStream, StreamAction};
 use crate::metrics::RouteMetrics;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -39,12 +39,14 @@ impl StdError for InjectedReset {}
 pub struct GrpcStatusObserver {
     pub metrics: Arc<RouteMetrics>,
     pub injected: bool,
+    /// The request's cohort arm, counted besides the route.
+    pub arm: Arm,
 }
 
 impl GrpcStatusObserver {
     fn trailers(&self, t: &HeaderMap) {
         if let Some(code) = grpc::status_of(t) {
-            self.metrics.http.record_grpc(code, self.injected);
+            self.metrics.recorder(self.arm).grpc(code, self.injected);
         }
     }
 }
@@ -181,7 +183,7 @@ impl FaultedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         if let Some(obs) = &self.grpc {
-            obs.metrics.http.record_grpc(code, true);
+            obs.metrics.recorder(obs.arm).grpc(code, true);
         }
         Poll::Ready(Some(Ok(Frame::trailers(grpc::status_trailers(
             code, message,
@@ -227,7 +229,7 @@ impl FaultedBody {
             }
             self.done = true;
             if let Some(obs) = &self.grpc {
-                obs.metrics.http.record_reset(true);
+                obs.metrics.recorder(obs.arm).reset(true);
             }
             return Poll::Ready(Some(Err(Box::new(InjectedReset))));
         }

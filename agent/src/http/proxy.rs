@@ -175,25 +175,33 @@ pub async fn handle(
     };
     let resp = match resp {
         Ok(r) => r,
-        Err(e) => return Ok(upstream_failed(&snap, &conn.route, is_grpc, &e, started)),
+        Err(e) => {
+            return Ok(upstream_failed(
+                &snap,
+                &conn.route,
+                &chosen,
+                is_grpc,
+                &e,
+                started,
+            ));
+        }
     };
     if !chosen.response_delay.is_zero() {
         tokio::time::sleep(chosen.response_delay).await;
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let metrics = &snap.metrics;
-    metrics
-        .http
-        .record_response(parts.status.as_u16(), false, started.elapsed());
+    let record = snap.metrics.recorder(chosen.arm);
+    record.response(parts.status.as_u16(), false, started.elapsed());
     let observer = is_grpc.then(|| GrpcStatusObserver {
-        metrics: metrics.clone(),
+        metrics: snap.metrics.clone(),
         injected: false,
+        arm: chosen.arm,
     });
     if is_grpc {
         // A trailers-only answer carries its status in the headers.
         if let Some(code) = grpc::status_of(&parts.headers) {
-            metrics.http.record_grpc(code, false);
+            record.grpc(code, false);
         }
     }
     if snap.http.fault_header
@@ -231,10 +239,10 @@ fn answer(
     is_grpc: bool,
     started: Instant,
 ) -> Result<Response<ProxyBody>, BoxError> {
-    let metrics = &snap.metrics.http;
+    let record = snap.metrics.recorder(chosen.arm);
     let mut resp = match t {
         Terminal::Reset => {
-            metrics.record_reset(true);
+            record.reset(true);
             return Err(Box::new(InjectedReset));
         }
         Terminal::Abort(a) => {
@@ -243,12 +251,12 @@ fn answer(
             for (k, v) in &a.headers {
                 r.headers_mut().insert(k.clone(), v.clone());
             }
-            metrics.record_response(a.status.as_u16(), true, started.elapsed());
+            record.response(a.status.as_u16(), true, started.elapsed());
             r
         }
         Terminal::GrpcAbort(g) => {
-            metrics.record_response(200, true, started.elapsed());
-            metrics.record_grpc(g.code, true);
+            record.response(200, true, started.elapsed());
+            record.grpc(g.code, true);
             grpc::trailers_only(g.code, &g.message, ProxyBody::Empty)
         }
     };
@@ -266,8 +274,8 @@ fn answer(
 
 fn bad_header(snap: &RouteSnapshot, bad: BadHeader, started: Instant) -> Response<ProxyBody> {
     snap.metrics
-        .http
-        .record_response(400, false, started.elapsed());
+        .recorder(bad.arm)
+        .response(400, false, started.elapsed());
     local(
         StatusCode::BAD_REQUEST,
         format!("faultline: {}: {}\n", bad.header, bad.message),
@@ -277,26 +285,28 @@ fn bad_header(snap: &RouteSnapshot, bad: BadHeader, started: Instant) -> Respons
 fn upstream_failed(
     snap: &RouteSnapshot,
     route: &HttpRoute,
+    chosen: &Chosen,
     is_grpc: bool,
     e: &str,
     started: Instant,
 ) -> Response<ProxyBody> {
     let metrics = &snap.metrics;
-    metrics.http.record_upstream_error();
+    let record = metrics.recorder(chosen.arm);
+    record.upstream_error();
     let now_ms = route.epoch.elapsed().as_millis() as u64;
     if let Some(suppressed) = metrics.upstream_error(now_ms) {
         tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %e, suppressed, "upstream request failed");
     }
     if is_grpc {
-        metrics.http.record_response(200, false, started.elapsed());
-        metrics.http.record_grpc(14, false);
+        record.response(200, false, started.elapsed());
+        record.grpc(14, false);
         return grpc::trailers_only(
             14,
             &format!("faultline: upstream {} unavailable", snap.upstream),
             ProxyBody::Empty,
         );
     }
-    metrics.http.record_response(502, false, started.elapsed());
+    record.response(502, false, started.elapsed());
     local(
         StatusCode::BAD_GATEWAY,
         format!("faultline: upstream {} unavailable\n", snap.upstream),

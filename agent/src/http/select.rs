@@ -2,6 +2,10 @@
 //! request head, each matching fault is sampled (per request, or sticky by cohort key), and the
 //! chosen ones are combined into a [`Chosen`]. Header-triggered faults (`x-faultline-*`) are
 //! added when the route allows them, up to its cap of concurrently active ones.
+//!
+//! The request's cohort [`Arm`] is decided here too: the first fault on the route (in snapshot
+//! order) that has a cohort and matches the request decides it from the request's key, with the
+//! same hash that samples the fault; a request without the key header is in neither arm.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 
-use crate::fault::http::{Abort, DelayPhase, GrpcAbort, GrpcStream, ResetPhase, grpc_abort};
+use crate::fault::http::{Abort, Arm, DelayPhase, GrpcAbort, GrpcStream, ResetPhase, grpc_abort};
 use crate::fault::{FaultKind, KindTag};
 use crate::metrics::RouteMetrics;
 use crate::route::RouteSnapshot;
@@ -40,6 +44,8 @@ pub struct Chosen {
     pub fired: Option<Arc<str>>,
     /// Holds a header-triggered fault's place under the route's cap.
     pub slot: Option<HeaderSlot>,
+    /// The cohort arm the request's outcome is also counted in.
+    pub arm: Arm,
 }
 
 impl Chosen {
@@ -68,10 +74,13 @@ impl Drop for HeaderSlot {
 pub struct BadHeader {
     pub header: &'static str,
     pub message: String,
+    /// The request's cohort arm, for counting the 400.
+    pub arm: Arm,
 }
 
 pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<Chosen, BadHeader> {
     let mut c = Chosen::default();
+    let mut arm_decided = false;
     for af in snap.faults.iter() {
         let f = &af.fault;
         let tag = f.kind.tag();
@@ -85,10 +94,20 @@ pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<C
             continue;
         }
         let hit = match &f.cohort {
-            Some(cohort) => match req.headers().get(&cohort.header) {
-                Some(key) => cohort.admits(key.as_bytes(), f.toxicity),
-                None => f.toxicity.admits(fastrand::u64(..)),
-            },
+            Some(cohort) => {
+                let arm = req
+                    .headers()
+                    .get(&cohort.header)
+                    .map(|key| cohort.arm(key.as_bytes(), f.toxicity));
+                if !arm_decided {
+                    arm_decided = true;
+                    c.arm = arm.unwrap_or_default();
+                }
+                match arm {
+                    Some(arm) => arm == Arm::Treatment,
+                    None => f.toxicity.admits(fastrand::u64(..)),
+                }
+            }
             None => f.toxicity.admits(fastrand::u64(..)),
         };
         af.counters.record(hit);
@@ -135,12 +154,14 @@ pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<C
         }
     }
     if snap.http.header_faults {
+        let arm = c.arm;
         header_faults(
             &mut c,
             req.headers(),
             snap.http.max_header_faults,
             &snap.metrics,
-        )?;
+        )
+        .map_err(|bad| BadHeader { arm, ..bad })?;
     }
     Ok(c)
 }
@@ -169,6 +190,7 @@ fn header_faults(
         v.to_str().map(str::trim).map_err(|_| BadHeader {
             header,
             message: "is not text".into(),
+            arm: Arm::Neither,
         })
     }
     let abort = abort
@@ -181,6 +203,7 @@ fn header_faults(
                 .ok_or_else(|| BadHeader {
                     header: HEADER_ABORT,
                     message: format!("{s:?} is not an HTTP status 200..599"),
+                    arm: Arm::Neither,
                 })
         })
         .transpose()?;
@@ -193,6 +216,7 @@ fn header_faults(
                 .map_err(|_| BadHeader {
                     header: HEADER_DELAY,
                     message: format!("{s:?} is not a duration (\"200ms\" or milliseconds)"),
+                    arm: Arm::Neither,
                 })
         })
         .transpose()?;
@@ -202,6 +226,7 @@ fn header_faults(
             grpc_abort::parse_code(s).ok_or_else(|| BadHeader {
                 header: HEADER_GRPC_STATUS,
                 message: format!("{s:?} is not a gRPC status code 1..16"),
+                arm: Arm::Neither,
             })
         })
         .transpose()?;
@@ -250,4 +275,111 @@ pub fn strip_directives(h: &mut HeaderMap) {
     h.remove(HEADER_ABORT);
     h.remove(HEADER_DELAY);
     h.remove(HEADER_GRPC_STATUS);
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderName, Method};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::fault::http::{Cohort, RequestMatch};
+    use crate::fault::{Direction, Fault, Origin, Probability};
+    use crate::route::{ActiveFault, Protocol, RouteState, Upstream};
+
+    fn abort(name: &str, header: &'static str, p: f64, matcher: Option<RequestMatch>) -> Fault {
+        Fault {
+            name: name.into(),
+            kind: FaultKind::HttpAbort(Abort {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: Bytes::new(),
+                headers: Vec::new(),
+            }),
+            direction: Direction::Both,
+            toxicity: Probability::new(p).unwrap(),
+            expires_at: None,
+            origin: Origin::Admin,
+            matcher: matcher.map(Arc::new),
+            cohort: Some(Cohort {
+                header: HeaderName::from_static(header),
+                seed: 1,
+            }),
+        }
+    }
+
+    fn snap(faults: Vec<Fault>) -> RouteSnapshot {
+        RouteSnapshot {
+            name: "r".into(),
+            upstream: Upstream::Addr("127.0.0.1:1".parse().unwrap()),
+            protocol: Protocol::Http,
+            http: Default::default(),
+            state: RouteState::Serving,
+            faults: faults
+                .into_iter()
+                .enumerate()
+                .map(|(i, fault)| ActiveFault {
+                    key: i as u64 + 1,
+                    since: Instant::now(),
+                    fault,
+                    counters: Default::default(),
+                })
+                .collect(),
+            metrics: Default::default(),
+        }
+    }
+
+    fn get(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::get("/");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_first_matching_cohort_fault_decides_the_arm() {
+        let only_posts = RequestMatch {
+            methods: vec![Method::POST],
+            ..Default::default()
+        };
+        // The first fault does not match a GET; the second decides by `x-user` at p = 0.5,
+        // which puts every key in one arm or the other; the third, by `x-org`, is not asked.
+        let s = snap(vec![
+            abort("posts", "x-user", 0.0, Some(only_posts)),
+            abort("users", "x-user", 0.5, None),
+            abort("orgs", "x-org", 1.0, None),
+        ]);
+        let cohort = s.faults[1].fault.cohort.clone().unwrap();
+        let p = Probability::new(0.5).unwrap();
+        let mut seen = (0, 0);
+        for i in 0..200 {
+            let user = format!("user-{i}");
+            let c = choose(&s, &get(&[("x-user", &user), ("x-org", "o")]), false).unwrap();
+            let want = cohort.arm(user.as_bytes(), p);
+            assert_eq!(c.arm, want, "{user}");
+            match want {
+                Arm::Treatment => seen.0 += 1,
+                Arm::Control => seen.1 += 1,
+                Arm::Neither => panic!("at p = 0.5 every key is in an arm"),
+            }
+        }
+        assert!(seen.0 > 50 && seen.1 > 50, "{seen:?}");
+    }
+
+    #[test]
+    fn a_request_without_the_key_is_in_neither_arm() {
+        let s = snap(vec![
+            abort("users", "x-user", 0.5, None),
+            abort("orgs", "x-org", 0.5, None),
+        ]);
+        let c = choose(&s, &get(&[("x-org", "o")]), false).unwrap();
+        assert_eq!(c.arm, Arm::Neither);
+        let no_cohort = snap(vec![Fault {
+            cohort: None,
+            ..abort("any", "x-user", 1.0, None)
+        }]);
+        let c = choose(&no_cohort, &get(&[("x-user", "u")]), false).unwrap();
+        assert_eq!(c.arm, Arm::Neither);
+        assert!(c.injected());
+    }
 }

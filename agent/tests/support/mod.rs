@@ -216,15 +216,71 @@ pub async fn http_status_line(addr: SocketAddr) -> String {
     response.lines().next().unwrap_or_default().to_owned()
 }
 
+/// One HTTP/1.1 request to `addr` with the header `name: value`; returns the status code.
+pub async fn http_get_with(addr: SocketAddr, name: &str, value: &str) -> u16 {
+    let response = http_request(addr, &format!("{name}: {value}\r\n")).await;
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line, got {response:?}"))
+}
+
 /// One HTTP/1.1 request to `addr`; returns the whole response, read until the upstream closes.
 async fn http_response(addr: SocketAddr) -> String {
+    http_request(addr, "").await
+}
+
+/// One HTTP/1.1 request to `addr` with `extra` header lines; returns the whole response.
+async fn http_request(addr: SocketAddr, extra: &str) -> String {
     let mut s = TcpStream::connect(addr)
         .await
         .expect("connect to the route");
-    s.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nhost: test\r\n{extra}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// An agent with an `http` route per name in `routes`, each to `upstream`, connected to the
+/// test controller at `controller` as `agent-1`.
+pub async fn http_agent(
+    controller: SocketAddr,
+    upstream: SocketAddr,
+    routes: &[&str],
+) -> faultline_agent::app::Agent {
+    use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+    use faultline_agent::route::{Protocol, RouteSpec, Upstream};
+    let routes = routes
+        .iter()
+        .map(|name| {
+            let mut r = RouteSpec::tcp(*name, "127.0.0.1:0", Upstream::Addr(upstream));
+            r.protocol = Protocol::Http;
+            r
+        })
+        .collect();
+    let config = AgentConfig {
+        admin: "127.0.0.1:0".parse().unwrap(),
+        routes,
+        faults: vec![],
+        log_format: LogFormat::Text,
+        drain_grace: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(2),
+        threads: Some(1),
+        controller: Some(
+            ControllerConfig::new(
+                &format!("http://{controller}"),
+                "agent-1",
+                Default::default(),
+            )
+            .expect("valid controller settings"),
+        ),
+    };
+    faultline_agent::app::Agent::start(&config)
+        .await
+        .expect("agent starts")
 }

@@ -716,6 +716,8 @@ fn route_sli(requests: u64, faulted: bool, window: Duration) -> RouteSli {
             ..SliSnapshot::default()
         }),
         window: prost_types::Duration::try_from(window).ok(),
+        treatment: None,
+        control: None,
     }
 }
 

@@ -15,7 +15,7 @@ pub mod throttle;
 
 pub use self::{
     abort::Abort,
-    cohort::Cohort,
+    cohort::{Arm, Cohort},
     delay::{Delay, DelayPhase},
     grpc_abort::GrpcAbort,
     grpc_stream::{GrpcStream, StreamAction},
