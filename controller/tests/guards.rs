@@ -49,6 +49,8 @@ struct Service {
     addr: SocketAddr,
     /// Unhealthy until this many ms since the epoch (0: healthy; u64::MAX: for good).
     sick_until_ms: Arc<AtomicU64>,
+    /// When not 0, every this-many-th request fails anyway: baseline noise.
+    fail_every: Arc<AtomicU64>,
 }
 
 fn now_ms() -> u64 {
@@ -63,14 +65,19 @@ impl Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sick_until_ms = Arc::new(AtomicU64::new(0));
-        let sick = sick_until_ms.clone();
+        let fail_every = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(AtomicU64::new(0));
+        let (sick, every) = (sick_until_ms.clone(), fail_every.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let sick = sick.clone();
+                let (sick, every, served) = (sick.clone(), every.clone(), served.clone());
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                            let sick = sick.load(Ordering::Relaxed) > now_ms();
+                            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                            let every = every.load(Ordering::Relaxed);
+                            let sick = sick.load(Ordering::Relaxed) > now_ms()
+                                || (every > 0 && n.is_multiple_of(every));
                             async move {
                                 let (status, body) = if sick {
                                     (StatusCode::SERVICE_UNAVAILABLE, "sick")
@@ -94,6 +101,7 @@ impl Service {
         Service {
             addr,
             sick_until_ms,
+            fail_every,
         }
     }
 
@@ -121,15 +129,23 @@ impl Traffic {
     const MAX_REQUESTS: u64 = 30_000;
 
     fn start(through: SocketAddr) -> Traffic {
+        Self::start_as(through, false)
+    }
+
+    /// With `users`, each request carries `x-user: user-N`, a new user each time (sticky
+    /// cohorts key on it).
+    fn start_as(through: SocketAddr, users: bool) -> Traffic {
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (ok2, failed2) = (ok.clone(), failed.clone());
         let client: Client<HttpConnector, Empty<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let task = tokio::spawn(async move {
-            for _ in 0..Self::MAX_REQUESTS {
-                let req = Request::get(format!("http://{through}/"))
-                    .body(Empty::new())
-                    .unwrap();
+            for i in 0..Self::MAX_REQUESTS {
+                let mut req = Request::get(format!("http://{through}/"));
+                if users {
+                    req = req.header("x-user", format!("user-{i}"));
+                }
+                let req = req.body(Empty::new()).unwrap();
                 match client.request(req).await {
                     Ok(resp) if resp.status() == StatusCode::OK => {
                         let _ = resp.into_body().collect().await;
@@ -821,5 +837,58 @@ async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
         .collect();
     assert_eq!(phases, ["five", "ten", "thirty"]);
     assert_eq!(fx.controller_faults(), 0);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cohort_guard_trips_on_a_real_regression_and_ignores_baseline_noise() {
+    let mut fx = Fixture::start().await;
+    let _traffic = Traffic::start_as(fx.route, true);
+    // The service fails every tenth request whoever sends it: noise both cohorts share.
+    fx.service.fail_every.store(10, Ordering::Relaxed);
+    let guard = "  guards:\n    - name: cohort-errors\n      \
+                 agents: {route: api, metric: errorRate, versus: control, minRequests: 10}\n      \
+                 above: 0.15\n      window: 1s\n  recovery: {stable: 300ms, timeout: 20s}\n";
+
+    // A harmless fault on 20 % of users: their error rate is the control's, give or take.
+    fx.create(
+        "noise",
+        &format!(
+            "  faults:\n    - {{route: api, name: slow, type: http_delay, percentage: 20, \
+             cohort: {{header: x-user}}, attributes: {{delay: 1}}}}\n  duration: 3s\n{guard}"
+        ),
+    )
+    .await;
+    fx.start_experiment("noise")
+        .await
+        .expect("pre-flight passes");
+    let got = fx.settled("noise", Duration::from_secs(30)).await;
+    let exp = got.experiment.as_ref().unwrap();
+    assert_eq!(exp.state(), ExperimentState::Completed, "{exp:?}");
+    assert!(exp.result.as_ref().unwrap().trip.is_none());
+
+    // A real regression: the same 20 % of users get 503s; the control does not.
+    fx.create(
+        "regression",
+        &format!(
+            "  faults:\n    - {{route: api, name: abort, type: http_abort, percentage: 20, \
+             cohort: {{header: x-user}}, attributes: {{status: 503}}}}\n  duration: 5m\n{guard}"
+        ),
+    )
+    .await;
+    fx.start_experiment("regression")
+        .await
+        .expect("pre-flight passes");
+    let got = fx.settled("regression", Duration::from_secs(30)).await;
+    let exp = got.experiment.as_ref().unwrap();
+    assert_eq!(exp.state(), ExperimentState::Aborted, "{exp:?}");
+    assert!(
+        exp.reason.starts_with("guard cohort-errors (value "),
+        "{}",
+        exp.reason
+    );
+    let trip = exp.result.as_ref().unwrap().trip.clone().unwrap();
+    // Treatment ~100 % errors (all injected, plus the noise), control ~10 %: about 0.9.
+    assert!(trip.value > 0.5, "{trip:?}");
     fx.stop().await;
 }

@@ -16,6 +16,18 @@ pub mod probe;
 pub mod prometheus;
 pub mod window;
 
+/// One route's SLIs from one agent heartbeat, as domain values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteReport {
+    pub route: String,
+    /// Every request of the route.
+    pub all: faultline_agent::metrics::http::SliSnapshot,
+    /// The requests a cohort fault's draw selected, when the route has one.
+    pub treatment: Option<faultline_agent::metrics::http::SliSnapshot>,
+    /// The equal share of keys the draw left out on purpose (never faulted).
+    pub control: Option<faultline_agent::metrics::http::SliSnapshot>,
+}
+
 /// One reading of a guard's source.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reading {

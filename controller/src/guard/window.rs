@@ -124,6 +124,36 @@ pub fn reading(metric: &Metric, sli: &SliSnapshot, span: Duration, min_requests:
     }
 }
 
+/// `versus: control`: the metric over the treatment minus the metric over the control, each
+/// cohort with its own `min_requests`; no data when either side has none.
+pub fn versus_reading(
+    metric: &Metric,
+    treatment: &SliSnapshot,
+    control: &SliSnapshot,
+    span: Duration,
+    min_requests: u64,
+) -> Reading {
+    match (
+        reading(metric, treatment, span, min_requests),
+        reading(metric, control, span, min_requests),
+    ) {
+        (Reading::Value(t), Reading::Value(c)) => Reading::Value(t - c),
+        (t, c) => {
+            let why = |side: &str, r: Reading| match r {
+                Reading::NoData { why } | Reading::Broken { why, .. } => format!("{side}: {why}"),
+                Reading::Value(_) => String::new(),
+            };
+            let parts: Vec<String> = [why("treatment", t), why("control", c)]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect();
+            Reading::NoData {
+                why: parts.join("; "),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +227,22 @@ mod tests {
             panic!("a value")
         };
         assert_eq!(zero, 0.0);
+    }
+
+    #[test]
+    fn versus_control_is_the_difference_and_needs_both_cohorts() {
+        let metric = Metric::ErrorRate {
+            grpc_codes: GrpcCodes::NOT_OK,
+        };
+        let Reading::Value(d) = versus_reading(&metric, &sli(40, 60), &sli(90, 10), ms(1000), 10)
+        else {
+            panic!("a value")
+        };
+        assert!((d - 0.5).abs() < 1e-9, "{d}");
+        let r = versus_reading(&metric, &sli(40, 60), &sli(3, 0), ms(1000), 10);
+        assert!(
+            matches!(&r, Reading::NoData { why } if why.starts_with("control: 3 requests")),
+            "{r:?}"
+        );
     }
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use faultline_agent::metrics::http::SliSnapshot;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::history::History;
 use crate::guard::eval::{GuardState, Tracker, show};
 use crate::guard::window::{self, SliWindow};
-use crate::guard::{Reading, Sample};
+use crate::guard::{Reading, RouteReport, Sample};
 use crate::spec::{self, Guard, NoData, Source};
 use crate::targets::AgentInfo;
 
@@ -54,6 +53,8 @@ pub(super) struct Item {
     pub(super) spec: Guard,
     pub(super) tracker: Tracker,
     window: Option<SliWindow>,
+    /// `versus: control`: the control cohort's window (`window` then holds the treatment).
+    control: Option<SliWindow>,
     series: Vec<(u64, f64)>,
     pub(super) note: Option<String>,
 }
@@ -73,14 +74,19 @@ impl Guards {
             .guards
             .iter()
             .map(|g| {
-                let (no_data, window) = match &g.source {
-                    Source::Agents(a) => (a.no_data, Some(SliWindow::new(g.window, slot))),
-                    _ => (NoData::Ignore, None),
+                let (no_data, window, control) = match &g.source {
+                    Source::Agents(a) => (
+                        a.no_data,
+                        Some(SliWindow::new(g.window, slot)),
+                        a.versus.map(|_| SliWindow::new(g.window, slot)),
+                    ),
+                    _ => (NoData::Ignore, None, None),
                 };
                 Item {
                     spec: g.clone(),
                     tracker: Tracker::new(g.condition, g.hold, no_data),
                     window,
+                    control,
                     series: Vec::new(),
                     note: None,
                 }
@@ -154,13 +160,15 @@ impl Guards {
             else {
                 continue;
             };
-            for agent in agents.iter().filter(|ag| covers(a, ag, chosen)) {
-                for (at, sli) in history.since(&agent.id, &a.route, now, window.span()) {
-                    window.add(at, sli);
+            // The history keeps whole routes, not cohorts: a comparison starts empty.
+            if a.versus.is_none() {
+                for agent in agents.iter().filter(|ag| covers(a, ag, chosen)) {
+                    for (at, sli) in history.since(&agent.id, &a.route, now, window.span()) {
+                        window.add(at, sli);
+                    }
                 }
             }
-            window.expire(now);
-            let reading = window::reading(&a.metric, window.total(), window.span(), a.min_requests);
+            let reading = read(item, now);
             observe(i, item, &reading, None, now, self.origin, &mut out);
         }
         out
@@ -172,26 +180,24 @@ impl Guards {
         &mut self,
         agent: &AgentInfo,
         chosen: &[String],
-        slis: &[(String, SliSnapshot)],
+        reports: &[RouteReport],
         now: Instant,
     ) -> Vec<Happening> {
         let mut out = Vec::new();
         for (i, item) in self.items.iter_mut().enumerate() {
-            let (Source::Agents(a), Some(window)) = (&item.spec.source, item.window.as_mut())
-            else {
+            let Source::Agents(a) = &item.spec.source else {
                 continue;
             };
             if !covers(a, agent, chosen) {
                 continue;
             }
+            let route = a.route.clone();
             let mut added = false;
-            for (_, sli) in slis.iter().filter(|(route, _)| *route == a.route) {
-                window.add(now, sli);
-                added = true;
+            for r in reports.iter().filter(|r| r.route == route) {
+                added |= add(item, now, r);
             }
             if added {
-                let reading =
-                    window::reading(&a.metric, window.total(), window.span(), a.min_requests);
+                let reading = read(item, now);
                 observe(i, item, &reading, None, now, self.origin, &mut out);
             }
         }
@@ -227,10 +233,8 @@ impl Guards {
         let mut out = Vec::new();
         let origin = self.origin;
         for (i, item) in self.items.iter_mut().enumerate() {
-            if let (Source::Agents(a), Some(window)) = (&item.spec.source, item.window.as_mut()) {
-                window.expire(now);
-                let reading =
-                    window::reading(&a.metric, window.total(), window.span(), a.min_requests);
+            if item.window.is_some() {
+                let reading = read(item, now);
                 observe(i, item, &reading, None, now, origin, &mut out);
             } else if item.tracker.poll(now) {
                 out.push(trip(i, item));
@@ -243,7 +247,10 @@ impl Guards {
     /// after the faults only, and every guard must read ok again.
     pub(super) fn restart(&mut self) {
         for item in &mut self.items {
-            if let Some(w) = item.window.as_mut() {
+            for w in [item.window.as_mut(), item.control.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 w.clear();
             }
             item.tracker.reset();
@@ -293,6 +300,54 @@ impl Guards {
     /// Series times count from `at` (the fault start).
     pub(super) fn set_origin(&mut self, at: Instant) {
         self.origin = at;
+    }
+}
+
+/// Adds one route report to an in-band guard's windows; answers whether it added anything.
+fn add(item: &mut Item, now: Instant, r: &RouteReport) -> bool {
+    match (item.window.as_mut(), item.control.as_mut()) {
+        (Some(window), None) => {
+            window.add(now, &r.all);
+            true
+        }
+        (Some(treatment), Some(control)) => {
+            if let Some(t) = &r.treatment {
+                treatment.add(now, t);
+            }
+            if let Some(c) = &r.control {
+                control.add(now, c);
+            }
+            r.treatment.is_some() || r.control.is_some()
+        }
+        _ => false,
+    }
+}
+
+/// An in-band guard's reading now (old reports dropped first).
+fn read(item: &mut Item, now: Instant) -> Reading {
+    let Source::Agents(a) = &item.spec.source else {
+        return Reading::NoData {
+            why: "not an in-band guard".into(),
+        };
+    };
+    let Some(window) = item.window.as_mut() else {
+        return Reading::NoData {
+            why: "no window".into(),
+        };
+    };
+    window.expire(now);
+    match item.control.as_mut() {
+        None => window::reading(&a.metric, window.total(), window.span(), a.min_requests),
+        Some(control) => {
+            control.expire(now);
+            window::versus_reading(
+                &a.metric,
+                window.total(),
+                control.total(),
+                window.span(),
+                a.min_requests,
+            )
+        }
     }
 }
 

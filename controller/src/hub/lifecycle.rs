@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use faultline_agent::control::convert::duration_to_proto;
-use faultline_agent::metrics::http::SliSnapshot;
 use faultline_proto::v1;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -18,7 +17,7 @@ use tokio::time::Instant;
 use super::counts::Counts;
 use super::guards::{self, Guards, Happening};
 use super::state::{Running, StartError, State};
-use crate::guard::Sample;
+use crate::guard::{RouteReport, Sample};
 use crate::metrics::AbortReason;
 use crate::spec::{self, Condition, Metric, NoData, Source};
 use crate::store::{EventKind, ExperimentId, ExperimentState, StateKind};
@@ -273,12 +272,12 @@ impl State {
     pub(super) async fn agent_heartbeat(
         &mut self,
         id: String,
-        slis: Vec<(String, SliSnapshot)>,
+        slis: Vec<RouteReport>,
         rules: Vec<v1::RuleCount>,
     ) {
         let now = Instant::now();
-        for (route, sli) in &slis {
-            self.history.add(&id, route, now, sli);
+        for r in &slis {
+            self.history.add(&id, &r.route, now, &r.all);
         }
         let Some(agent) = self.agents.get(&id) else {
             return;

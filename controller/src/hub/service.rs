@@ -21,6 +21,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{Hub, SESSION_QUEUE};
+use crate::guard::RouteReport;
 use crate::store::StoreHandle;
 use crate::targets::AgentInfo;
 
@@ -39,12 +40,20 @@ impl AgentApi {
 
 /// A heartbeat's route SLIs as domain values; a malformed one is logged and left out (the
 /// guards lose one report, the stream goes on).
-fn route_slis(agent: &str, slis: Vec<v1::RouteSli>) -> Vec<(String, SliSnapshot)> {
+fn route_slis(agent: &str, slis: Vec<v1::RouteSli>) -> Vec<RouteReport> {
+    let convert = |sli: Option<v1::SliSnapshot>| sli.map(SliSnapshot::try_from).transpose();
     slis.into_iter()
         .filter_map(|r| {
-            let sli = r.sli.unwrap_or_default();
-            match SliSnapshot::try_from(sli) {
-                Ok(s) => Some((r.route, s)),
+            let converted = (|| {
+                Ok::<_, faultline_agent::control::convert::ConvertError>(RouteReport {
+                    route: r.route.clone(),
+                    all: convert(r.sli)?.unwrap_or_default(),
+                    treatment: convert(r.treatment)?,
+                    control: convert(r.control)?,
+                })
+            })();
+            match converted {
+                Ok(report) => Some(report),
                 Err(e) => {
                     tracing::warn!(%agent, route = %r.route, error = %e, "malformed route SLI");
                     None

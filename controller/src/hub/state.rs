@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use faultline_agent::control::convert::{duration_to_proto, fault_spec};
-use faultline_agent::metrics::http::SliSnapshot;
 use faultline_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -17,7 +16,7 @@ use super::history::History;
 use super::lifecycle::{Observing, Starting, Withdrawal};
 use crate::api::watch::Changes;
 use crate::config::Leases;
-use crate::guard::Sample;
+use crate::guard::{RouteReport, Sample};
 use crate::metrics::Metrics;
 use crate::spec::{self, Caps};
 use crate::store::{ExperimentId, StoreError, StoreHandle};
@@ -79,7 +78,7 @@ enum Command {
     },
     Heartbeat {
         id: String,
-        slis: Vec<(String, SliSnapshot)>,
+        slis: Vec<RouteReport>,
         rules: Vec<v1::RuleCount>,
     },
     LocalTrip {
@@ -190,7 +189,7 @@ impl Hub {
     pub(super) async fn heartbeat(
         &self,
         id: String,
-        slis: Vec<(String, SliSnapshot)>,
+        slis: Vec<RouteReport>,
         rules: Vec<v1::RuleCount>,
     ) {
         let _ = self.tx.send(Command::Heartbeat { id, slis, rules }).await;

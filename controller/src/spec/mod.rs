@@ -72,7 +72,7 @@ pub use self::guards::{
     AgentsSource, BodyCheck, Condition, DEFAULT_EXPECT_STATUS, DEFAULT_FAILURES, DEFAULT_INTERVAL,
     DEFAULT_MIN_REQUESTS, DEFAULT_PROBE_TIMEOUT, DEFAULT_PROMETHEUS_TIMEOUT,
     DEFAULT_RECOVERY_TIMEOUT, DEFAULT_STABLE, DEFAULT_TRIP_AFTER_ERRORS, GrpcCodes, Guard,
-    MIN_INTERVAL, Metric, NoData, ProbeSource, PrometheusSource, Recovery, Source,
+    MIN_INTERVAL, Metric, NoData, ProbeSource, PrometheusSource, Recovery, Source, Versus,
 };
 pub use self::phases::Phase;
 pub use self::schedule::{ConcurrencyPolicy, CronSchedule, DEFAULT_HISTORY_LIMIT, Schedule};

@@ -13,6 +13,7 @@
 //!       minRequests: 20             # below this in the window: no data (default 1)
 //!       noData: ignore              # ignore (default) | trip
 //!       local: true                 # the agent also judges its own traffic and clears itself
+//!       # versus: control           # errorRate/latency: treatment cohort minus control cohort
 //!     above: 0.05                   # or below: (a number)
 //!     window: 10s                   # agents only; at least the controller's heartbeat
 //!     for: 2s                       # how long the condition must hold (default 0s)
@@ -113,6 +114,17 @@ pub struct AgentsSource {
     /// The agents also evaluate the guard on their own traffic and clear the experiment's
     /// faults themselves on a breach.
     pub local: bool,
+    /// Judge the treatment cohort against the control: the value is the metric over the
+    /// requests a cohort fault's draw selected minus the metric over the equal control share
+    /// it left out (`versus: control`). `minRequests` applies to each cohort.
+    pub versus: Option<Versus>,
+}
+
+/// What an in-band guard compares the treatment cohort with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versus {
+    /// The control cohort: requests whose key the draw leaves out on purpose.
+    Control,
 }
 
 /// What an agents guard computes over its window.

@@ -12,7 +12,7 @@ use super::{
     AgentsSource, BodyCheck, Condition, DEFAULT_EXPECT_STATUS, DEFAULT_FAILURES, DEFAULT_INTERVAL,
     DEFAULT_MIN_REQUESTS, DEFAULT_PROBE_TIMEOUT, DEFAULT_PROMETHEUS_TIMEOUT,
     DEFAULT_TRIP_AFTER_ERRORS, GrpcCodes, Guard, MIN_INTERVAL, Metric, NoData, ProbeSource,
-    PrometheusSource, Recovery, Source,
+    PrometheusSource, Recovery, Source, Versus,
 };
 use crate::spec::document::{Fields, Node, Value};
 use crate::spec::error::{FieldPath, SpecError};
@@ -210,6 +210,7 @@ fn agents(node: &Node, path: &FieldPath, routes: &[String]) -> Result<AgentsSour
             "minRequests",
             "noData",
             "local",
+            "versus",
         ],
         &[],
     )?;
@@ -267,6 +268,40 @@ fn agents(node: &Node, path: &FieldPath, routes: &[String]) -> Result<AgentsSour
              combined with a selector",
         ));
     }
+    let versus = match f.get("versus") {
+        None => None,
+        Some(n) => {
+            let p = f.path("versus");
+            match n.str(&p)? {
+                "control" => {}
+                other => {
+                    return Err(SpecError::invalid(
+                        p,
+                        n.field_loc(),
+                        format!("unknown versus {other:?} (expected control)"),
+                    ));
+                }
+            }
+            if metric == Metric::RequestRate {
+                return Err(located(
+                    &f,
+                    "versus",
+                    n,
+                    "versus: control compares errorRate or latency between the cohorts; a \
+                     request rate depends on the cohorts' sizes",
+                ));
+            }
+            if local {
+                return Err(located(
+                    &f,
+                    "versus",
+                    n,
+                    "versus: control is judged by the controller only; it cannot be local",
+                ));
+            }
+            Some(Versus::Control)
+        }
+    };
     Ok(AgentsSource {
         route: route.to_owned(),
         selector,
@@ -274,6 +309,7 @@ fn agents(node: &Node, path: &FieldPath, routes: &[String]) -> Result<AgentsSour
         min_requests,
         no_data,
         local,
+        versus,
     })
 }
 

@@ -227,6 +227,39 @@ fn agents_fields_are_checked() {
 }
 
 #[test]
+fn versus_control_compares_cohorts_of_error_rate_or_latency_only() {
+    let g = "- name: g\n    window: 10s\n    above: 0.02\n    agents:\n      route: api\n";
+    let ok = guard(&format!(
+        "{g}      metric: errorRate\n      versus: control\n"
+    ));
+    let Source::Agents(a) = ok.source else {
+        panic!("agents")
+    };
+    assert_eq!(a.versus, Some(Versus::Control));
+    refused(
+        &format!("{g}      metric: errorRate\n      versus: baseline\n"),
+        "spec.guards[0].agents.versus",
+        15,
+        15,
+        "unknown versus \"baseline\" (expected control)",
+    );
+    refused(
+        &format!("{g}      metric: requestRate\n      versus: control\n"),
+        "spec.guards[0].agents.versus",
+        15,
+        15,
+        "compares errorRate or latency",
+    );
+    refused(
+        &format!("{g}      metric: errorRate\n      local: true\n      versus: control\n"),
+        "spec.guards[0].agents.versus",
+        16,
+        15,
+        "cannot be local",
+    );
+}
+
+#[test]
 fn an_agents_guard_needs_a_window() {
     refused(
         "- name: g\n    agents: {route: api, metric: errorRate}\n    above: 1\n",
