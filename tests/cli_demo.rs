@@ -37,7 +37,9 @@ fn the_demo_game_day_trips_a_guard_and_measures_the_recovery() {
         .find(|l| l.starts_with("experiment/api-outage-gameday "))
         .unwrap_or_else(|| panic!("no verdict line:\n{stdout}"));
     assert!(
-        verdict.contains("aborted by guard api-errors") && verdict.contains("recovered "),
+        verdict.contains("aborted by guard api-errors")
+            && verdict.contains("recovered ")
+            && verdict.contains("; breaking point: "),
         "{verdict}"
     );
     // The timeline printed as it happened: phases, the trip, the withdrawal.

@@ -113,6 +113,9 @@ pub struct Trip {
     /// Fault start to the trip.
     pub time_to_detect_ms: Option<u64>,
     pub reason: String,
+    /// A ramp's breaking point: the phase that ran at the trip, and the one before it.
+    pub broke_phase: Option<String>,
+    pub held_phase: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -277,7 +280,15 @@ impl Report {
                 } else {
                     ";"
                 };
-                format!("aborted by guard{trip}{both} {recovery}")
+                let breaking = self
+                    .trip
+                    .as_ref()
+                    .and_then(|t| Some((t.broke_phase.as_ref()?, t.held_phase.as_ref())))
+                    .map_or_else(String::new, |(broke, held)| match held {
+                        Some(held) => format!("; breaking point: phase {broke} ({held} held)"),
+                        None => format!("; breaking point: the first phase, {broke}"),
+                    });
+                format!("aborted by guard{trip}{both} {recovery}{breaking}")
             }
             Outcome::NotRecovered => format!("completed, guards held, but {recovery}"),
             Outcome::Failed => format!("failed: {}", self.reason),
@@ -430,6 +441,8 @@ fn trip_of(d: &Value) -> Trip {
         for_ms: d["for_ms"].as_u64().unwrap_or(0),
         time_to_detect_ms: d["time_to_detect_ms"].as_u64(),
         reason: d["reason"].as_str().unwrap_or_default().to_owned(),
+        broke_phase: d["phase_name"].as_str().map(str::to_owned),
+        held_phase: d["held_phase_name"].as_str().map(str::to_owned),
     }
 }
 
