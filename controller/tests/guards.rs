@@ -264,6 +264,15 @@ impl Fixture {
             .into_inner()
     }
 
+    /// Creates `name` from `spec`, starts it (pre-flight must pass) and waits until it settles.
+    async fn run_to_end(&mut self, name: &str, spec: &str) -> GetExperimentResponse {
+        self.create(name, spec).await;
+        self.start_experiment(name)
+            .await
+            .expect("pre-flight passes");
+        self.settled(name, Duration::from_secs(30)).await
+    }
+
     /// Waits until `name`'s recovery watch is over (or it never ran) and answers it.
     async fn settled(&mut self, name: &str, within: Duration) -> GetExperimentResponse {
         let api = self.api.clone();
@@ -806,7 +815,8 @@ async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
     let mut fx = Fixture::start().await;
     let _traffic = Traffic::start(fx.route);
     // The service's objective breaks above 20 % errors; the ramp injects 5, 10, 30, 60 %.
-    fx.create(
+    let got = fx
+        .run_to_end(
         "ramp",
         "  faults:\n    - {route: api, name: abort, type: http_abort, percentage: 5, attributes: {status: 503}}\n  \
          phases:\n    - {name: five, duration: 1500ms}\n    \
@@ -818,10 +828,6 @@ async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
          window: 500ms\n  recovery: {stable: 500ms, timeout: 20s}\n",
     )
     .await;
-    fx.start_experiment("ramp")
-        .await
-        .expect("pre-flight passes");
-    let got = fx.settled("ramp", Duration::from_secs(30)).await;
     let exp = got.experiment.as_ref().unwrap();
     assert_eq!(exp.state(), ExperimentState::Aborted, "{exp:?}");
     let result = exp.result.as_ref().unwrap();
@@ -851,35 +857,29 @@ async fn a_cohort_guard_trips_on_a_real_regression_and_ignores_baseline_noise() 
                  above: 0.15\n      window: 1s\n  recovery: {stable: 300ms, timeout: 20s}\n";
 
     // A harmless fault on 20 % of users: their error rate is the control's, give or take.
-    fx.create(
-        "noise",
-        &format!(
-            "  faults:\n    - {{route: api, name: slow, type: http_delay, percentage: 20, \
-             cohort: {{header: x-user}}, attributes: {{delay: 1}}}}\n  duration: 3s\n{guard}"
-        ),
-    )
-    .await;
-    fx.start_experiment("noise")
-        .await
-        .expect("pre-flight passes");
-    let got = fx.settled("noise", Duration::from_secs(30)).await;
+    let got = fx
+        .run_to_end(
+            "noise",
+            &format!(
+                "  faults:\n    - {{route: api, name: slow, type: http_delay, percentage: 20, \
+                 cohort: {{header: x-user}}, attributes: {{delay: 1}}}}\n  duration: 3s\n{guard}"
+            ),
+        )
+        .await;
     let exp = got.experiment.as_ref().unwrap();
     assert_eq!(exp.state(), ExperimentState::Completed, "{exp:?}");
     assert!(exp.result.as_ref().unwrap().trip.is_none());
 
     // A real regression: the same 20 % of users get 503s; the control does not.
-    fx.create(
-        "regression",
-        &format!(
-            "  faults:\n    - {{route: api, name: abort, type: http_abort, percentage: 20, \
-             cohort: {{header: x-user}}, attributes: {{status: 503}}}}\n  duration: 5m\n{guard}"
-        ),
-    )
-    .await;
-    fx.start_experiment("regression")
-        .await
-        .expect("pre-flight passes");
-    let got = fx.settled("regression", Duration::from_secs(30)).await;
+    let got = fx
+        .run_to_end(
+            "regression",
+            &format!(
+                "  faults:\n    - {{route: api, name: abort, type: http_abort, percentage: 20, \
+                 cohort: {{header: x-user}}, attributes: {{status: 503}}}}\n  duration: 5m\n{guard}"
+            ),
+        )
+        .await;
     let exp = got.experiment.as_ref().unwrap();
     assert_eq!(exp.state(), ExperimentState::Aborted, "{exp:?}");
     assert!(
