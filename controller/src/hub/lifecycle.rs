@@ -1,6 +1,6 @@
-//! An experiment's life in the hub: pre-flight, start, guards fed by heartbeats and pollers,
-//! the end (its duration, an operator's abort, a guard's trip), the withdrawal of its faults,
-//! and the recovery watch that follows.
+//! An experiment's life in the hub: pre-flight, start, a ramp's phases, and the end (its
+//! duration, an operator's abort, a guard's trip, the emergency stop) with the faults'
+//! summed counters. What guards hear is in `guarding`, what follows the end in `recovery`.
 //!
 //! Order matters on a trip: the cleared desired states leave first, then the store records
 //! why; a slow disk never holds faults on an agent.
@@ -8,18 +8,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use faultline_agent::control::convert::duration_to_proto;
 use faultline_proto::v1;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::counts::Counts;
-use super::guards::{self, Guards, Happening};
+use super::guards::{self, Guards};
+use super::recovery::Withdrawal;
 use super::state::{Running, StartError, State};
-use crate::guard::{RouteReport, Sample};
 use crate::metrics::AbortReason;
-use crate::spec::{self, Condition, Metric, NoData, Source};
+use crate::spec::{self, Source};
 use crate::store::{EventKind, ExperimentId, ExperimentState, StateKind};
 use crate::targets::{self, AgentInfo, Choice};
 
@@ -28,34 +27,13 @@ const PREFLIGHT_GRACE: Duration = Duration::from_secs(1);
 
 /// An experiment in pre-flight.
 pub(super) struct Starting {
-    name: String,
-    exp: spec::Experiment,
-    seed: u64,
-    choice: Choice,
-    guards: Guards,
-    deadline: Instant,
-    reply: oneshot::Sender<Result<(), StartError>>,
-}
-
-/// An experiment whose faults ended, while its guards watch the service recover.
-pub(super) struct Observing {
-    name: String,
-    guards: Guards,
-    chosen: Vec<String>,
-    ended: Instant,
-    stable_since: Option<Instant>,
-    deadline: Instant,
-    recovery: spec::Recovery,
-}
-
-/// Cleared states sent after a trip, waiting for the targets' acknowledgements.
-pub(super) struct Withdrawal {
-    id: ExperimentId,
-    sent: Instant,
-    sent_wall: SystemTime,
-    waiting: BTreeMap<String, u64>,
-    acks: BTreeMap<String, Duration>,
-    deadline: Instant,
+    pub(super) name: String,
+    pub(super) exp: spec::Experiment,
+    pub(super) seed: u64,
+    pub(super) choice: Choice,
+    pub(super) guards: Guards,
+    pub(super) deadline: Instant,
+    pub(super) reply: oneshot::Sender<Result<(), StartError>>,
 }
 
 impl State {
@@ -134,7 +112,7 @@ impl State {
     }
 
     /// Every guard has read (or the wait is over): judge them, then start or refuse.
-    async fn preflight(&mut self, id: ExperimentId) {
+    pub(super) async fn preflight(&mut self, id: ExperimentId) {
         let Some(mut s) = self.starting.remove(&id) else {
             return;
         };
@@ -264,169 +242,6 @@ impl State {
             "faults": faults,
         });
         self.event(id, EventKind::PHASE_STARTED, detail).await;
-    }
-
-    // === reports ===
-
-    /// An agent's heartbeat: history, fault counters, in-band guards.
-    pub(super) async fn agent_heartbeat(
-        &mut self,
-        id: String,
-        slis: Vec<RouteReport>,
-        rules: Vec<v1::RuleCount>,
-    ) {
-        let now = Instant::now();
-        for r in &slis {
-            self.history.add(&id, &r.route, now, &r.all);
-        }
-        let Some(agent) = self.agents.get(&id) else {
-            return;
-        };
-        let info = &agent.info;
-        let mut happened = Vec::new();
-        for (eid, run) in &mut self.running {
-            if run.choice.chosen.contains(&id) {
-                run.counts.report(&id, &rules);
-            }
-            let h = run.guards.heartbeat(info, &run.choice.chosen, &slis, now);
-            if !h.is_empty() {
-                happened.push((*eid, h));
-            }
-        }
-        for (eid, obs) in &mut self.observing {
-            let h = obs.guards.heartbeat(info, &obs.chosen, &slis, now);
-            if !h.is_empty() {
-                happened.push((*eid, h));
-            }
-        }
-        for (eid, h) in happened {
-            self.happened(eid, h).await;
-        }
-    }
-
-    /// A poller's reading.
-    pub(super) async fn sample(&mut self, sample: Sample) {
-        let name = sample.experiment.clone();
-        let named = |n: &str| n == name;
-        let find =
-            |ids: Vec<(ExperimentId, bool)>| ids.into_iter().find(|(_, m)| *m).map(|(id, _)| id);
-        if let Some(id) = find(
-            self.starting
-                .iter()
-                .map(|(id, s)| (*id, named(&s.name)))
-                .collect(),
-        ) {
-            let s = self.starting.get_mut(&id).expect("found above");
-            s.guards.sample(sample);
-            if s.guards.pollers_read() {
-                self.preflight(id).await;
-            }
-        } else if let Some(id) = find(
-            self.running
-                .iter()
-                .map(|(id, r)| (*id, named(&r.exp.name)))
-                .collect(),
-        ) {
-            let h = self
-                .running
-                .get_mut(&id)
-                .expect("found")
-                .guards
-                .sample(sample);
-            self.happened(id, h).await;
-        } else if let Some(id) = find(
-            self.observing
-                .iter()
-                .map(|(id, o)| (*id, named(&o.name)))
-                .collect(),
-        ) {
-            let h = self
-                .observing
-                .get_mut(&id)
-                .expect("found")
-                .guards
-                .sample(sample);
-            self.happened(id, h).await;
-        }
-    }
-
-    /// Whether anything needs the guard tick.
-    pub(super) fn guarding(&self) -> bool {
-        !self.starting.is_empty()
-            || !self.withdrawals.is_empty()
-            || !self.observing.is_empty()
-            || self.running.values().any(|r| !r.guards.is_empty())
-    }
-
-    pub(super) async fn guard_tick(&mut self) {
-        let now = Instant::now();
-        let late: Vec<ExperimentId> = self
-            .starting
-            .iter()
-            .filter(|(_, s)| s.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            self.preflight(id).await;
-        }
-        let mut happened = Vec::new();
-        for (id, run) in &mut self.running {
-            happened.push((*id, run.guards.tick(now)));
-        }
-        for (id, obs) in &mut self.observing {
-            happened.push((*id, obs.guards.tick(now)));
-        }
-        for (id, h) in happened {
-            self.happened(id, h).await;
-        }
-        let overdue: Vec<usize> = (0..self.withdrawals.len())
-            .filter(|&i| self.withdrawals[i].deadline <= now)
-            .collect();
-        for i in overdue.into_iter().rev() {
-            let w = self.withdrawals.swap_remove(i);
-            self.withdrawn(w).await;
-        }
-        self.check_recoveries(now).await;
-    }
-
-    /// What guards did: trips first (the faults go before anything is written), then the
-    /// transitions for the timeline.
-    async fn happened(&mut self, id: ExperimentId, happenings: Vec<Happening>) {
-        for h in &happenings {
-            if let Happening::Tripped { guard, value, .. } = h
-                && self.running.contains_key(&id)
-            {
-                self.trip(id, *guard, *value, None).await;
-            }
-        }
-        for h in happenings {
-            let Happening::Changed {
-                guard,
-                from,
-                to,
-                value,
-                note,
-            } = h
-            else {
-                continue;
-            };
-            let item = self
-                .running
-                .get(&id)
-                .map(|r| &r.guards)
-                .or_else(|| self.observing.get(&id).map(|o| &o.guards))
-                .and_then(|g| g.items.get(guard));
-            let Some(item) = item else { continue };
-            let detail = json!({
-                "guard": item.spec.name,
-                "from": from.as_str(),
-                "to": to.as_str(),
-                "value": value,
-                "threshold": item.spec.condition.threshold(),
-                "note": note,
-            });
-            self.event(id, EventKind::GUARD_CHANGED, detail).await;
-        }
     }
 
     // === the end ===
@@ -623,7 +438,7 @@ impl State {
     }
 
     /// Records the faults' counters summed over agents; answers the unmatched ones.
-    async fn injection(&mut self, id: ExperimentId, run: &Running) -> Vec<String> {
+    pub(super) async fn injection(&mut self, id: ExperimentId, run: &Running) -> Vec<String> {
         let mut totals: BTreeMap<(String, String), [u64; 3]> = run
             .exp
             .faults
@@ -651,97 +466,7 @@ impl State {
         unmatched
     }
 
-    // === withdrawal and recovery ===
-
-    pub(super) async fn withdrawal_acked(&mut self, agent: &str, generation: u64) {
-        let mut done = Vec::new();
-        for (i, w) in self.withdrawals.iter_mut().enumerate() {
-            if w.waiting.get(agent).is_some_and(|g| *g <= generation) {
-                w.waiting.remove(agent);
-                w.acks.insert(agent.to_owned(), w.sent.elapsed());
-                if w.waiting.is_empty() {
-                    done.push(i);
-                }
-            }
-        }
-        for i in done.into_iter().rev() {
-            let w = self.withdrawals.swap_remove(i);
-            self.withdrawn(w).await;
-        }
-    }
-
-    async fn withdrawn(&mut self, w: Withdrawal) {
-        let last = w.acks.values().max().copied();
-        let detail = json!({
-            "sent_at_ms": millis(w.sent_wall),
-            "acks_ms": w.acks.iter().map(|(a, d)| (a.clone(), json!(d.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
-            "acknowledged": w.acks.len(),
-            "last_ack_ms": last.map(|d| d.as_secs_f64() * 1e3),
-            "unacknowledged": w.waiting.keys().collect::<Vec<_>>(),
-        });
-        self.event(w.id, EventKind::FAULTS_WITHDRAWN, detail).await;
-    }
-
-    /// The faults are gone; with guards, the recovery watch begins.
-    fn observe_recovery(&mut self, id: ExperimentId, mut run: Running, ended: Instant) {
-        if run.guards.is_empty() {
-            return;
-        }
-        run.guards.restart();
-        self.observing.insert(
-            id,
-            Observing {
-                name: run.exp.name.clone(),
-                guards: run.guards,
-                chosen: run.choice.chosen,
-                ended,
-                stable_since: None,
-                deadline: ended + run.exp.recovery.timeout,
-                recovery: run.exp.recovery,
-            },
-        );
-    }
-
-    async fn check_recoveries(&mut self, now: Instant) {
-        let mut finished = Vec::new();
-        for (id, obs) in &mut self.observing {
-            if self.withdrawals.iter().any(|w| w.id == *id) {
-                continue; // the withdrawal's record comes first
-            }
-            if obs.guards.all_ok() {
-                let since = *obs.stable_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= obs.recovery.stable {
-                    finished.push((*id, Some(since.saturating_duration_since(obs.ended))));
-                    continue;
-                }
-            } else {
-                obs.stable_since = None;
-            }
-            if now >= obs.deadline {
-                finished.push((*id, None));
-            }
-        }
-        for (id, took) in finished {
-            let Some(obs) = self.observing.remove(&id) else {
-                continue;
-            };
-            tracing::info!(experiment = %obs.name, recovery = ?took, "recovery watch over");
-            let detail = json!({
-                "recovered": took.is_some(),
-                "recovery_time_ms": took.map(|d| d.as_millis() as u64),
-                "stable_ms": obs.recovery.stable.as_millis() as u64,
-                "timeout_ms": obs.recovery.timeout.as_millis() as u64,
-                "series_origin": "fault start",
-                "series": obs.guards.series(),
-                "guards": obs.guards.states(),
-                "faults_ended_ms": obs.ended.saturating_duration_since(obs.guards.origin()).as_millis() as u64,
-            });
-            self.event(id, EventKind::RECOVERY, detail).await;
-        }
-    }
-
-    /// Appends an event and wakes watchers; a store error is logged (the hub goes on).
-    async fn event(&mut self, id: ExperimentId, kind: EventKind, detail: Value) {
+    pub(super) async fn event(&mut self, id: ExperimentId, kind: EventKind, detail: Value) {
         match self
             .store
             .append_event(id, SystemTime::now(), kind.clone(), detail)
@@ -751,61 +476,6 @@ impl State {
             Err(e) => tracing::warn!(kind = kind.as_str(), error = %e, "cannot record an event"),
         }
     }
-}
-
-/// The local guards `exp` gives `agent`: its in-band guards marked `local` on a route the
-/// agent has, each clearing the experiment's faults.
-pub(super) fn local_guards(exp: &spec::Experiment, agent: &AgentInfo) -> Vec<v1::LocalGuard> {
-    let faults: Vec<v1::FaultRef> = exp
-        .faults
-        .iter()
-        .filter(|(route, _)| agent.routes.contains_key(route))
-        .map(|(route, f)| v1::FaultRef {
-            route: route.clone(),
-            name: f.name.clone(),
-        })
-        .collect();
-    exp.guards
-        .iter()
-        .filter_map(|g| {
-            let Source::Agents(a) = &g.source else {
-                return None;
-            };
-            if !a.local || !agent.routes.contains_key(&a.route) || faults.is_empty() {
-                return None;
-            }
-            let kind = match &a.metric {
-                Metric::ErrorRate { grpc_codes } => {
-                    v1::guard_metric::Kind::ErrorRate(v1::ErrorRate {
-                        grpc_codes: if *grpc_codes == spec::GrpcCodes::NOT_OK {
-                            Vec::new()
-                        } else {
-                            grpc_codes.codes().collect()
-                        },
-                    })
-                }
-                Metric::Latency { quantile } => v1::guard_metric::Kind::LatencyQuantile(*quantile),
-                Metric::RequestRate => v1::guard_metric::Kind::RequestRate(v1::RequestRate {}),
-            };
-            let comparison = match g.condition {
-                Condition::Above(_) => v1::Comparison::Above,
-                Condition::Below(_) => v1::Comparison::Below,
-            };
-            Some(v1::LocalGuard {
-                name: g.name.clone(),
-                experiment: exp.name.clone(),
-                route: a.route.clone(),
-                metric: Some(v1::GuardMetric { kind: Some(kind) }),
-                comparison: comparison as i32,
-                threshold: g.condition.threshold(),
-                window: Some(duration_to_proto(g.window)),
-                hold: Some(duration_to_proto(g.hold)),
-                min_requests: a.min_requests,
-                trip_on_no_data: a.no_data == NoData::Trip,
-                faults: faults.clone(),
-            })
-        })
-        .collect()
 }
 
 /// How long pre-flight waits for the polled guards' first readings.
@@ -822,7 +492,7 @@ fn preflight_wait(exp: &spec::Experiment) -> Duration {
         + PREFLIGHT_GRACE
 }
 
-fn millis(t: SystemTime) -> u64 {
+pub(super) fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
@@ -830,76 +500,4 @@ fn millis(t: SystemTime) -> u64 {
 
 fn ts_millis(t: faultline_proto::prost_types::Timestamp) -> i64 {
     t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use faultline_agent::route::Protocol;
-
-    const SPEC: &str = "\
-apiVersion: faultline.dev/v1alpha1
-kind: Experiment
-metadata: {name: local}
-spec:
-  targets: {all: true}
-  faults:
-    - {route: api, name: abort, type: http_abort, attributes: {status: 503}}
-    - {route: db, name: slow, type: latency, attributes: {latency: 50}}
-  duration: 1m
-  guards:
-    - name: mine
-      agents: {route: api, metric: latency, quantile: 0.99, minRequests: 5, noData: trip, local: true}
-      above: 0.25
-      window: 2s
-      for: 500ms
-    - name: central
-      agents: {route: api, metric: errorRate}
-      above: 0.05
-      window: 2s
-";
-
-    fn agent(routes: &[&str]) -> AgentInfo {
-        AgentInfo {
-            id: "a".into(),
-            labels: Default::default(),
-            routes: routes
-                .iter()
-                .map(|r| (r.to_string(), Protocol::Http))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn local_guards_go_to_agents_with_the_route_and_name_the_faults_they_clear() {
-        let exp = spec::Experiment::parse(SPEC).unwrap();
-        let guards = local_guards(&exp, &agent(&["api", "db"]));
-        assert_eq!(guards.len(), 1, "only the guard marked local");
-        let g = &guards[0];
-        assert_eq!(
-            (g.name.as_str(), g.experiment.as_str(), g.route.as_str()),
-            ("mine", "local", "api")
-        );
-        assert_eq!(
-            g.metric.as_ref().unwrap().kind,
-            Some(v1::guard_metric::Kind::LatencyQuantile(0.99))
-        );
-        assert_eq!(g.comparison(), v1::Comparison::Above);
-        assert_eq!(g.threshold, 0.25);
-        assert_eq!(g.window, Some(duration_to_proto(Duration::from_secs(2))));
-        assert_eq!(g.hold, Some(duration_to_proto(Duration::from_millis(500))));
-        assert_eq!(g.min_requests, 5);
-        assert!(g.trip_on_no_data);
-        let faults: Vec<(&str, &str)> = g
-            .faults
-            .iter()
-            .map(|f| (f.route.as_str(), f.name.as_str()))
-            .collect();
-        assert_eq!(faults, [("api", "abort"), ("db", "slow")]);
-        // An agent without the guard's route gets no local guard; one with only that route
-        // clears only the faults it runs.
-        assert!(local_guards(&exp, &agent(&["db"])).is_empty());
-        let only_api = local_guards(&exp, &agent(&["api"]));
-        assert_eq!(only_api[0].faults.len(), 1);
-    }
 }

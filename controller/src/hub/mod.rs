@@ -24,9 +24,12 @@
 
 mod counts;
 mod fanout;
+mod guarding;
 mod guards;
 mod history;
 mod lifecycle;
+mod local;
+mod recovery;
 mod registry;
 mod service;
 mod state;

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use super::fanout::Fanouts;
 use super::guards::Guards;
 use super::history::History;
-use super::lifecycle::{Observing, Starting, Withdrawal};
+use super::lifecycle::Starting;
+use super::recovery::{Observing, Withdrawal};
 use crate::api::watch::Changes;
 use crate::config::Leases;
 use crate::guard::{RouteReport, Sample};
@@ -507,7 +508,7 @@ impl State {
             .flat_map(|r| r.faults().iter().map(|(route, f)| fault_spec(route, f)))
             .collect();
         let local_guards = targeting()
-            .flat_map(|r| super::lifecycle::local_guards(&r.exp, &agent.info))
+            .flat_map(|r| super::local::local_guards(&r.exp, &agent.info))
             .collect();
         let generation = self.generations.entry(id.to_owned()).or_insert(0);
         *generation += 1;
