@@ -21,35 +21,11 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 1000)
 reps=${REPS:-20}
 
-# One fd per connection on each side; raise the soft limit to the hard one where allowed.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-[ -n "${NO_BUILD:-}" ] || cargo build --release -p faultline-controller --bins
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release
-
-work=$(mktemp -d)
-pid=
-stop() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  pid=
-}
-trap 'stop; rm -rf "$work"' EXIT
-
-addr_from_log() { # $1 = log line marker; prints the first ip:port after it
-  grep -a "$1" "$work/controller.log" | sed -E 's/\x1b\[[0-9;]*m//g' | grep -oE '127\.0\.0\.1:[0-9]+' | head -1
-}
+# Build, fd limit, a controller per run: bench/lib/controller.sh.
+source bench/lib/controller.sh
 
 for n in "${sizes[@]}"; do
-  rm -rf "$work/data" && mkdir -p "$work/data"
-  NO_COLOR=1 "$bin/faultline-controller" --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --metrics 127.0.0.1:0 --lease 1s --heartbeat 100ms >"$work/controller.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 50); do
-    grpc=$(addr_from_log "controller serving" || true)
-    metrics=$(addr_from_log "metrics serving" || true)
-    [ -n "$grpc" ] && [ -n "$metrics" ] && break
-    sleep 0.1
-  done
+  start_controller 1s 100ms
   per_conn=${PER_CONN:-100}
   conns=$(( (n + per_conn - 1) / per_conn ))
   echo "=== N=$n connections=$conns controller pid=$pid grpc=$grpc metrics=$metrics"

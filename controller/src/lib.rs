@@ -1,8 +1,9 @@
 //! faultline-controller: the central control plane.
 //!
 //! It holds experiments in its SQLite store, chooses the agents they target, pushes each agent
-//! its full desired fault set under a lease, and ends experiments at their duration or on abort.
-//! SLO guards, which will abort experiments by themselves, come next.
+//! its full desired fault set under a lease, runs ramps and schedules, ends experiments at their
+//! duration, on abort, on the emergency stop or when an SLO guard trips, and measures how the
+//! service recovers.
 //!
 //! Where things live:
 //! - [`spec`]: experiment specs (YAML or JSON, Kubernetes-shaped) validated offline into an
@@ -14,7 +15,10 @@
 //! - [`api`]: the gRPC services (`ExperimentService`, `AgentRegistry`) over the store, and the
 //!   one place errors become gRPC status codes.
 //! - [`hub`]: the task that owns the connected agents (`AgentService.Connect`) and the running
-//!   experiments, pushes each agent its desired state under a lease, and heartbeats.
+//!   experiments, pushes each agent its desired state under a lease, heartbeats, and runs the
+//!   experiments' guards, phases and recovery watches.
+//! - [`guard`]: guards at run time: the evaluator (condition, `for`, no data), the in-band
+//!   sliding window, and the Prometheus and probe pollers with their shared HTTP(S) client.
 //! - [`metrics`]: counters, gauges and the fan-out histogram, and the `/metrics` endpoint.
 //! - [`config`]: the controller's settings, parsed once into typed values.
 //! - [`schedule`]: schedules (`spec.schedule`): Start arms a template, the scheduler task
