@@ -26,6 +26,8 @@
 //!   [`schedule::Clock`] tests can move.
 //! - [`server`]: start-up (store, recovery, bind) and [`server::serve`] until a shutdown
 //!   future resolves, with gRPC health and reflection.
+//! - [`webhook`]: the Kubernetes injection webhook (HTTPS, its own address): adds the agent to
+//!   pods annotated `faultline.dev/inject: "true"`.
 
 pub mod api;
 pub mod config;
@@ -37,3 +39,4 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod targets;
+pub mod webhook;
