@@ -12,6 +12,7 @@ use faultline_controller::config::{
     ENV_METRICS, Leases,
 };
 use faultline_controller::store::DEFAULT_DATA_DIR;
+use faultline_controller::webhook::{self, Webhook};
 
 /// EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
@@ -38,6 +39,40 @@ struct Args {
     /// How often the controller and the agents send heartbeats (at most half the lease).
     #[arg(long, env = ENV_HEARTBEAT, default_value = "1s", value_name = "DURATION")]
     heartbeat: humantime::Duration,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+}
+
+/// The Kubernetes injection webhook (off unless --webhook-listen is given).
+#[derive(Debug, clap::Args)]
+struct WebhookArgs {
+    /// Serve the injection webhook (HTTPS) on this address; needs the three flags below.
+    #[arg(long, env = webhook::ENV_LISTEN, value_name = "ADDR", requires_all = ["webhook_cert", "webhook_key", "inject_config"])]
+    webhook_listen: Option<SocketAddr>,
+    /// The webhook's certificate chain (PEM).
+    #[arg(long, env = webhook::ENV_CERT, value_name = "FILE", requires = "webhook_listen")]
+    webhook_cert: Option<PathBuf>,
+    /// The webhook certificate's private key (PEM).
+    #[arg(long, env = webhook::ENV_KEY, value_name = "FILE", requires = "webhook_listen")]
+    webhook_key: Option<PathBuf>,
+    /// What the webhook injects: the agent's image, ports, resources... (YAML).
+    #[arg(long, env = webhook::ENV_INJECT_CONFIG, value_name = "FILE", requires = "webhook_listen")]
+    inject_config: Option<PathBuf>,
+}
+
+impl WebhookArgs {
+    /// The webhook, loaded, if one was asked for.
+    fn load(&self) -> Result<Option<(SocketAddr, Webhook)>, webhook::WebhookError> {
+        let (Some(addr), Some(cert), Some(key), Some(inject)) = (
+            self.webhook_listen,
+            &self.webhook_cert,
+            &self.webhook_key,
+            &self.inject_config,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some((addr, Webhook::load(cert, key, inject)?)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -48,11 +83,11 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let (config, leases, metrics) = match parse_config() {
+    let (config, leases, metrics, webhook) = match parse_config() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    match run(config, leases, metrics) {
+    match run(config, leases, metrics, webhook) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed::Usage(message)) => {
             eprintln!("faultline-controller: {message}");
@@ -78,7 +113,8 @@ impl<E: Into<anyhow::Error>> From<E> for Failed {
 }
 
 /// Flags and environment to a [`Config`]; on error, the message names the setting.
-fn parse_config() -> Result<(Config, Leases, SocketAddr), ExitCode> {
+#[allow(clippy::type_complexity)]
+fn parse_config() -> Result<(Config, Leases, SocketAddr, Option<(SocketAddr, Webhook)>), ExitCode> {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
@@ -102,6 +138,10 @@ fn parse_config() -> Result<(Config, Leases, SocketAddr), ExitCode> {
         eprintln!("faultline-controller: {e}");
         ExitCode::from(EX_USAGE)
     })?;
+    let webhook = args.webhook.load().map_err(|e| {
+        eprintln!("faultline-controller: {e}");
+        ExitCode::from(EX_USAGE)
+    })?;
     Ok((
         Config {
             listen: args.listen,
@@ -110,10 +150,16 @@ fn parse_config() -> Result<(Config, Leases, SocketAddr), ExitCode> {
         },
         leases,
         args.metrics,
+        webhook,
     ))
 }
 
-fn run(config: Config, leases: Leases, metrics: SocketAddr) -> Result<(), Failed> {
+fn run(
+    config: Config,
+    leases: Leases,
+    metrics: SocketAddr,
+    webhook: Option<(SocketAddr, Webhook)>,
+) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut server = faultline_controller::server::Server::bind(config)
@@ -121,6 +167,12 @@ fn run(config: Config, leases: Leases, metrics: SocketAddr) -> Result<(), Failed
             .with_leases(leases);
         if let Err(e) = server.bind_metrics(metrics).await {
             return Err(Failed::Usage(format!("--metrics / {ENV_METRICS}: {e}")));
+        }
+        if let Some((addr, webhook)) = webhook
+            && let Err(e) = server.bind_webhook(addr, webhook).await
+        {
+            let env = webhook::ENV_LISTEN;
+            return Err(Failed::Usage(format!("--webhook-listen / {env}: {e}")));
         }
         server.run(shutdown_signal()).await?;
         Ok(())

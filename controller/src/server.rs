@@ -8,7 +8,8 @@
 //! on its [`Clock`] (the system's; tests pass one to [`Server::with_clock`]), until `shutdown`
 //! resolves, lets in-flight
 //! calls finish, then closes the store. [`Server::bind_metrics`] adds the `/metrics` endpoint
-//! on its own address. [`serve`] is both in one call.
+//! on its own address, [`Server::bind_webhook`] the injection [`webhook`](crate::webhook)
+//! (HTTPS) on another. [`serve`] is both in one call.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct Server {
     leases: Leases,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    /// The injection webhook, when [`Server::bind_webhook`] bound one.
+    webhook: Option<(TcpListener, crate::webhook::Webhook)>,
     /// The scheduler's clock: the system's, or a test's ([`Server::with_clock`]).
     clock: Arc<dyn Clock>,
 }
@@ -121,6 +124,7 @@ impl Server {
             leases: Leases::default(),
             metrics,
             metrics_listener: None,
+            webhook: None,
             clock: Arc::new(SystemClock),
         })
     }
@@ -139,6 +143,29 @@ impl Server {
     /// The address `/metrics` is served on, if [`Server::bind_metrics`] bound one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().map(|l| {
+            l.local_addr()
+                .expect("a bound TCP listener has a local address")
+        })
+    }
+
+    /// Also serves the injection webhook on `addr` (HTTPS); port 0 picks one. Answers the
+    /// address bound (also [`Server::webhook_addr`]).
+    pub async fn bind_webhook(
+        &mut self,
+        addr: SocketAddr,
+        webhook: crate::webhook::Webhook,
+    ) -> Result<SocketAddr, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        self.webhook = Some((listener, webhook));
+        Ok(bound)
+    }
+
+    /// The address the webhook is served on, if [`Server::bind_webhook`] bound one.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook.as_ref().map(|(l, _)| {
             l.local_addr()
                 .expect("a bound TCP listener has a local address")
         })
@@ -173,6 +200,7 @@ impl Server {
             leases,
             metrics,
             metrics_listener,
+            webhook,
             clock,
         } = self;
 
@@ -235,6 +263,17 @@ impl Server {
                 },
             ))
         });
+        let (stop_webhook, webhook_stopped) = oneshot::channel::<()>();
+        let webhook_task = webhook.map(|(listener, webhook)| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "injection webhook serving");
+            tokio::spawn(crate::webhook::server::serve(
+                listener,
+                webhook,
+                async move {
+                    let _ = webhook_stopped.await;
+                },
+            ))
+        });
         drop(store);
         // The hub stops with the shutdown signal: it ends every agent stream, so the server's
         // graceful shutdown is not held open by them.
@@ -243,6 +282,7 @@ impl Server {
             let _ = stop_hub.send(());
             let _ = stop_scheduler.send(());
             let _ = stop_metrics.send(());
+            let _ = stop_webhook.send(());
             changes.close();
         };
 
@@ -259,6 +299,9 @@ impl Server {
         let _ = hub_task.await;
         let _ = scheduler_task.await;
         if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        if let Some(task) = webhook_task {
             let _ = task.await;
         }
         // The services (and their store handles) are dropped with the router: the store thread
