@@ -1,0 +1,79 @@
+{{/* Names, labels and the values several templates derive from. */}}
+
+{{- define "faultline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "faultline.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "faultline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "faultline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "faultline.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "faultline.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: faultline
+{{- end }}
+
+{{- define "faultline.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "faultline.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "faultline.controllerImage" -}}
+{{- printf "%s:%s" .Values.controller.image.repository (default .Chart.AppVersion .Values.controller.image.tag) }}
+{{- end }}
+
+{{- define "faultline.agentImage" -}}
+{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) }}
+{{- end }}
+
+{{/* The URL agents dial: the Service's cluster DNS name, https when the gRPC port has TLS. */}}
+{{- define "faultline.controllerUrl" -}}
+{{- if .Values.agent.controllerUrl }}
+{{- .Values.agent.controllerUrl }}
+{{- else }}
+{{- $scheme := ternary "https" "http" (ne .Values.controller.tls.existingSecret "") }}
+{{- printf "%s://%s.%s.svc:%d" $scheme (include "faultline.fullname" .) .Release.Namespace (int .Values.controller.ports.grpc) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the webhook's certificate: the operator's, or the one the chart makes. */}}
+{{- define "faultline.webhookSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "faultline.fullname" .)) .Values.webhook.tls.existingSecret }}
+{{- end }}
+
+{{/* Refuses values that cannot work, with the reason. */}}
+{{- define "faultline.validate" -}}
+{{- if ne (int .Values.controller.replicaCount) 1 }}
+{{- fail "controller.replicaCount must be 1: the controller is the only writer of its SQLite store (see values.yaml)" }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.webhook.tls.existingSecret (not .Values.webhook.tls.caBundle) (not .Values.webhook.tls.certManagerInjectFrom) }}
+{{- fail "webhook.tls.existingSecret needs webhook.tls.caBundle (the CA's PEM) or webhook.tls.certManagerInjectFrom" }}
+{{- end }}
+{{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
+{{- fail "webhook.failurePolicy must be Ignore or Fail" }}
+{{- end }}
+{{- if not (has .Values.agent.capture (list "outbound" "inbound" "both" "none")) }}
+{{- fail "agent.capture must be one of outbound, inbound, both, none" }}
+{{- end }}
+{{- end }}
