@@ -16,6 +16,9 @@
 # on PATH) for the controller's Prometheus guards. This script installs Debian's `prometheus` package when it
 # is missing (apt-get, through sudo unless run as root) and sets FAULTLINE_REQUIRE_PROMETHEUS=1,
 # so those tests fail instead of skipping when the binary is absent.
+#
+# scripts/helm-check.sh lints, renders and validates the Helm chart (helm/faultline) first; it
+# fetches its pinned helm and kubernetes-validate the first time.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -61,5 +64,7 @@ if [[ -n "$missing" ]]; then
     # shellcheck disable=SC2086 # one requirement a word
     "$venv/bin/pip" install --quiet $missing
 fi
+
+scripts/helm-check.sh
 
 exec cargo test --workspace --locked "$@"
