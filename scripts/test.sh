@@ -18,7 +18,8 @@
 # so those tests fail instead of skipping when the binary is absent.
 #
 # scripts/helm-check.sh lints, renders and validates the Helm chart (helm/faultline) first; it
-# fetches its pinned helm and kubernetes-validate the first time.
+# fetches its pinned helm the first time and installs kubernetes-validate into the same venv,
+# where controller/tests/webhook.rs also finds it (to validate the pods the webhook injects).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -321,6 +321,85 @@ async fn fixtures_get_their_verdicts_over_https_h1_and_h2() {
     );
 }
 
+/// The interpreter with kubernetes-validate: `$FAULTLINE_TEST_PYTHON` or the workspace's
+/// `target/test-venv` (scripts/helm-check.sh, run by scripts/test.sh, installs it there). A test
+/// that needs it fails without it; it never skips.
+fn validator_python() -> std::path::PathBuf {
+    let python = std::env::var_os("FAULTLINE_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python")
+        });
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import kubernetes_validate"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        ok,
+        "{} cannot import kubernetes_validate; run scripts/helm-check.sh (or scripts/test.sh) \
+         once to install it",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn injected_pods_are_valid_pods_for_the_kubernetes_schema() {
+    let files = TempDir::new("webhook-schema");
+    let root = write_files(files.path());
+    let webhook = load(files.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(faultline_controller::webhook::server::serve(
+        listener,
+        webhook,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut written = Vec::new();
+    for name in [
+        "deployment-pod.json",
+        "pod-with-init-containers.json",
+        "pod-without-volumes.json",
+    ] {
+        let response = review(addr, &root, Version::H1, name).await;
+        let path = files.path().join(format!("injected-{name}"));
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&patched(name, &response)).unwrap(),
+        )
+        .unwrap();
+        written.push(path);
+    }
+    let _ = stop.send(());
+    server.await.unwrap();
+
+    // Strict: an unknown or misspelt field anywhere in the pod is an error. The oldest
+    // Kubernetes the chart supports and the newest the validator knows.
+    for version in ["1.25.0", "1.37.0"] {
+        let out = std::process::Command::new(validator_python())
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "--quiet",
+                "-k",
+                version,
+            ])
+            .args(&written)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Kubernetes {version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
