@@ -37,7 +37,8 @@ pub const MEMORY_LIMIT: &str = "faultline.dev/memory-limit";
 /// Written by the webhook on the pods it injects.
 pub const STATUS: &str = "faultline.dev/status";
 
-const KNOWN: [&str; 11] = [
+/// The annotations a pod may carry to ask for and tune the agent.
+const SETTABLE: [&str; 10] = [
     INJECT,
     CAPTURE,
     INBOUND_PORTS,
@@ -48,7 +49,6 @@ const KNOWN: [&str; 11] = [
     CPU_LIMIT,
     MEMORY_REQUEST,
     MEMORY_LIMIT,
-    STATUS,
 ];
 
 /// What one pod gets: its annotations merged over the inject config.
@@ -108,15 +108,14 @@ pub fn read(
             ));
         }
     }
-    if let Some(unknown) = annotations
-        .keys()
-        .find(|k| k.starts_with("faultline.dev/") && !KNOWN.contains(&k.as_str()))
-    {
+    if let Some(unknown) = annotations.keys().find(|k| {
+        k.starts_with("faultline.dev/") && !SETTABLE.contains(&k.as_str()) && *k != STATUS
+    }) {
         return Err(error(
             unknown,
             format!(
                 "is not a faultline annotation; known: {}",
-                KNOWN[..10].join(", ")
+                SETTABLE.join(", ")
             ),
         ));
     }
@@ -125,12 +124,15 @@ pub fn read(
         Some(s) => s.parse().map_err(|e| error(CAPTURE, e))?,
         None => config.capture,
     };
-    let needs = |name: &str, ok: bool, what: &str| match annotations.contains_key(name) {
-        true if !ok => Err(error(
-            name,
-            format!("has no effect unless {CAPTURE} is {what} (it is {capture:?})"),
-        )),
-        _ => Ok(()),
+    // A port or CIDR annotation for a direction that is not captured would be silently ignored.
+    let needs = |name: &str, captured: bool, what: &str| {
+        if annotations.contains_key(name) && !captured {
+            return Err(error(
+                name,
+                format!("has no effect unless {CAPTURE} is {what} (it is {capture})"),
+            ));
+        }
+        Ok(())
     };
     needs(INBOUND_PORTS, capture.inbound(), "inbound or both")?;
     needs(EXCLUDE_INBOUND_PORTS, capture.inbound(), "inbound or both")?;

@@ -54,6 +54,20 @@ pub fn decide(request: &AdmissionRequest, config: &InjectConfig) -> Decision {
         return Decision::Skip("not a creation");
     }
     let pod = &request.object;
+    let Some(spec) = pod.get("spec").filter(|s| s.is_object()) else {
+        return Decision::Skip("no pod spec");
+    };
+    let list = |key: &str| {
+        spec.get(key)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let named = |list: &[Value], name: &str| list.iter().any(|c| c["name"] == name);
+    // Before the annotations: a pod that has the agent is never refused or patched again.
+    if named(list("containers"), sidecar::AGENT) {
+        return Decision::Skip("already injected");
+    }
     let empty = Map::new();
     let annotations = pod
         .pointer("/metadata/annotations")
@@ -69,20 +83,7 @@ pub fn decide(request: &AdmissionRequest, config: &InjectConfig) -> Decision {
             return Decision::Deny(format!("faultline: annotation {annotation}: {message}"));
         }
     };
-    let Some(spec) = pod.get("spec").filter(|s| s.is_object()) else {
-        return Decision::Deny("faultline: the pod has no spec".into());
-    };
-    let containers = |key: &str| {
-        spec.get(key)
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-    };
-    let named = |list: &[Value], name: &str| list.iter().any(|c| c["name"] == name);
-    if named(containers("containers"), sidecar::AGENT) {
-        return Decision::Skip("already injected");
-    }
-    if named(containers("initContainers"), sidecar::INIT) {
+    if named(list("initContainers"), sidecar::INIT) {
         return Decision::Deny(format!(
             "faultline: the pod already has an init container named {} but no {} container",
             sidecar::INIT,
@@ -97,7 +98,7 @@ pub fn decide(request: &AdmissionRequest, config: &InjectConfig) -> Decision {
             annotations::CAPTURE
         ));
     }
-    if config.tls.is_some() && named(containers("volumes"), sidecar::TLS_VOLUME) {
+    if config.tls.is_some() && named(list("volumes"), sidecar::TLS_VOLUME) {
         return Decision::Deny(format!(
             "faultline: the pod already has a volume named {}",
             sidecar::TLS_VOLUME

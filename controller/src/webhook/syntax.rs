@@ -29,6 +29,17 @@ impl Capture {
     }
 }
 
+impl fmt::Display for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capture::Outbound => "outbound",
+            Capture::Inbound => "inbound",
+            Capture::Both => "both",
+            Capture::None => "none",
+        })
+    }
+}
+
 impl FromStr for Capture {
     type Err = String;
 

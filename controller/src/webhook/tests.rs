@@ -313,6 +313,13 @@ fn pods_not_asking_or_already_injected_are_left_alone() {
         mutate::decide(&request(&service.to_string()), &config),
         Decision::Skip("not a pod")
     );
+    // Injected is injected, whatever its annotations say now.
+    let mut edited: Value = serde_json::from_str(fixture!("already-injected.json")).unwrap();
+    edited["request"]["object"]["metadata"]["annotations"]["faultline.dev/capture"] = json!("all");
+    assert_eq!(
+        mutate::decide(&request(&edited.to_string()), &config),
+        Decision::Skip("already injected")
+    );
     let response = mutate::review(request(fixture!("already-injected.json")), &config);
     assert!(response.allowed && response.patch.is_none() && response.patch_type.is_none());
 }
@@ -362,7 +369,7 @@ fn annotation_combinations_that_cannot_work_are_refused() {
         other => panic!("not refused: {other:?}"),
     };
     let m = denied(json!({"faultline.dev/inject": "true", "faultline.dev/inbound-ports": "80"}));
-    assert!(m.contains("faultline.dev/inbound-ports: has no effect unless faultline.dev/capture is inbound or both"), "{m}");
+    assert!(m.contains("faultline.dev/inbound-ports: has no effect unless faultline.dev/capture is inbound or both (it is outbound)"), "{m}");
     let m = denied(
         json!({"faultline.dev/inject": "true", "faultline.dev/capture": "both", "faultline.dev/inbound-ports": "80,8474"}),
     );
