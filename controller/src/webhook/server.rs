@@ -4,7 +4,8 @@
 //! A request the webhook cannot read (not JSON, not an `admission.k8s.io/v1` review, larger than
 //! [`MAX_BODY`]) gets a 400 and the API server applies the webhook's `failurePolicy`; a review it
 //! can read always gets a 200 with its verdict. Nothing a request carries can stop the server:
-//! parsing is fallible end to end and each connection is its own task.
+//! parsing is fallible end to end and each connection is its own task (at most
+//! [`MAX_CONNECTIONS`] at once, each handshake bounded in time).
 //!
 //! When `shutdown` resolves the server stops accepting, asks each connection to finish its
 //! in-flight request ([`GRACE`] at most), then returns.
@@ -30,6 +31,8 @@ use super::review::{self, AdmissionReview};
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog. The API server holds a few.
+pub const MAX_CONNECTIONS: usize = 256;
 /// How long open connections may finish after shutdown.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -43,7 +46,7 @@ pub async fn serve(listener: TcpListener, webhook: Webhook, shutdown: impl Futur
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook accept failed");
