@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::fault::Fault;
 use crate::route::RouteSpec;
 
-pub use self::args::Args;
+pub use self::args::{Args, Command};
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +37,56 @@ pub struct AgentConfig {
     pub threads: Option<usize>,
     /// The controller connection; `None` runs the agent standalone.
     pub controller: Option<ControllerConfig>,
+}
+
+/// Transparent capture (`--capture-outbound`, `--capture-inbound`, `--mark`,
+/// `--detect-timeout`). Kept beside [`AgentConfig`], which embedders build field by field:
+/// [`crate::app::Agent::start`] runs without capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureConfig {
+    pub outbound: Option<SocketAddr>,
+    pub inbound: Option<SocketAddr>,
+    /// `SO_MARK` on every upstream socket.
+    pub mark: Option<u32>,
+    /// How long an `auto` route's connection waits for client bytes before it is TCP.
+    pub detect_timeout: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            outbound: None,
+            inbound: None,
+            mark: None,
+            detect_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+impl CaptureConfig {
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        if let (Some(o), Some(i)) = (args.capture_outbound, args.capture_inbound)
+            && o == i
+        {
+            return Err(ConfigError::new(
+                "--capture-inbound",
+                format!("{i} is also --capture-outbound; each direction needs its own port"),
+            ));
+        }
+        let detect_timeout: Duration = args.detect_timeout.into();
+        if detect_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--detect-timeout",
+                "must be more than 0 (a client's first bytes need time to arrive)",
+            ));
+        }
+        Ok(CaptureConfig {
+            outbound: args.capture_outbound,
+            inbound: args.capture_inbound,
+            mark: args.mark,
+            detect_timeout,
+        })
+    }
 }
 
 /// Where the controller is and who this agent is to it (`--controller`, `--agent-id`,
