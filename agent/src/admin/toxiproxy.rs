@@ -772,4 +772,57 @@ mod tests {
         assert_eq!(attributes_of(&g.kind), json!({"latency": 5, "jitter": 10}));
         assert_eq!(g.toxicity.get(), 0.5);
     }
+
+    #[test]
+    fn captured_proxies_take_capture_and_match_and_show_them() {
+        let input: ProxyInput = serde_json::from_value(json!({
+            "name": "cache", "upstream": "original", "capture": "outbound",
+            "match": {"destinations": ["10.0.0.0/8"], "ports": [6379]}
+        }))
+        .unwrap();
+        let spec = input.into_spec().unwrap();
+        assert_eq!(spec.protocol, Protocol::Auto);
+        assert_eq!(
+            spec.capture.as_ref().unwrap().to_string(),
+            "capture:outbound:10.0.0.0/8:6379"
+        );
+        let view = RouteView {
+            name: spec.name.clone(),
+            listen: "0.0.0.0:0".parse().unwrap(),
+            upstream: spec.upstream.clone(),
+            enabled: true,
+            protocol: spec.protocol,
+            http: spec.http,
+            faults: vec![],
+            capture: spec.capture.clone(),
+        };
+        let shown = serde_json::to_value(ProxyJson::from(&view)).unwrap();
+        assert_eq!(shown["capture"], "outbound");
+        assert_eq!(
+            shown["match"],
+            json!({"destinations": ["10.0.0.0/8"], "ports": [6379]})
+        );
+        assert_eq!(shown["upstream"], "original");
+        assert_eq!(shown["protocol"], "auto");
+        for (body, field) in [
+            (
+                json!({"name": "c", "upstream": "original", "capture": "up"}),
+                "capture",
+            ),
+            (
+                json!({"name": "c", "upstream": "h:1", "capture": "inbound", "match": {"ports": [0]}}),
+                "match.ports[0]",
+            ),
+            (
+                json!({"name": "c", "upstream": "h:1", "match": {"ports": [1]}}),
+                "match",
+            ),
+        ] {
+            let e = serde_json::from_value::<ProxyInput>(body)
+                .unwrap()
+                .into_spec()
+                .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+        }
+    }
 }

@@ -269,5 +269,13 @@ mod examples {
         )
         .unwrap();
         assert_eq!(p.routes.len(), 2);
+        let p = parse(
+            include_str!("../../../examples/agent-capture.yaml"),
+            Path::new("agent-capture.yaml"),
+        )
+        .unwrap();
+        assert_eq!(p.routes.len(), 3);
+        assert!(p.routes.iter().all(|r| r.capture.is_some()));
+        assert_eq!(p.faults.len(), 2);
     }
 }

@@ -262,6 +262,70 @@ mod tests {
     }
 
     #[test]
+    fn capture_flags_and_captured_route_flags() {
+        let argv = [
+            "faultline-agent",
+            "--capture-outbound",
+            "0.0.0.0:15001",
+            "--capture-inbound",
+            "0.0.0.0:15006",
+            "--mark",
+            "0x1e7",
+            "--detect-timeout",
+            "250ms",
+            "--route",
+            "cache=capture:outbound:10.0.0.0/8+192.0.2.7:6379=original",
+            "--route",
+            "web=capture:inbound:*:8080=original=http",
+        ];
+        let args = Args::try_parse_from(argv).unwrap();
+        let capture = CaptureConfig::from_args(&args).unwrap();
+        assert_eq!(capture.mark, Some(0x1e7));
+        assert_eq!(capture.detect_timeout, Duration::from_millis(250));
+        assert_eq!(capture.outbound, Some("0.0.0.0:15001".parse().unwrap()));
+        let routes = AgentConfig::from_args(args).unwrap().routes;
+        assert_eq!(routes[0].protocol, crate::route::Protocol::Auto);
+        assert_eq!(
+            routes[0].capture.as_ref().unwrap().to_string(),
+            "capture:outbound:10.0.0.0/8,192.0.2.7/32:6379"
+        );
+        assert_eq!(routes[1].protocol, crate::route::Protocol::Http);
+        assert_eq!(
+            CaptureConfig::default().detect_timeout,
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn bad_capture_settings_name_the_flag() {
+        for (flags, setting) in [
+            (&["--route", "c=capture:sideways=original"][..], "--route"),
+            (&["--route", "c=127.0.0.1:0=original"][..], "--route"),
+            (&["--route", "c=127.0.0.1:0=h:1=auto"][..], "--route"),
+        ] {
+            let e = parse(flags).expect_err(&format!("{flags:?} is refused"));
+            assert_eq!(e.setting, setting, "{flags:?}: {e}");
+        }
+        let same = Args::try_parse_from([
+            "a",
+            "--capture-outbound",
+            "0.0.0.0:1",
+            "--capture-inbound",
+            "0.0.0.0:1",
+        ])
+        .unwrap();
+        assert_eq!(
+            CaptureConfig::from_args(&same).unwrap_err().setting,
+            "--capture-inbound"
+        );
+        for bad in ["0", "0x", "x1", "4294967296"] {
+            assert!(args::parse_mark(bad).is_err(), "{bad}");
+        }
+        assert_eq!(args::parse_mark("4294967295"), Ok(u32::MAX));
+        assert!(Args::try_parse_from(["a", "--mark", "0"]).is_err());
+    }
+
+    #[test]
     fn bad_controller_settings_name_the_flag() {
         let cases: &[(&[&str], &str)] = &[
             (&["--controller", "ctl:7070"], "--controller"),
