@@ -102,8 +102,9 @@ async fn accept(
 /// One redirected connection: where it was going, which route takes it, what it speaks.
 async fn handle(sock: TcpStream, peer: SocketAddr, capture: Arc<Capture>) {
     let direction = capture.direction;
+    let local = sock.local_addr().ok().map(canonical);
     let original = match original_dst(&sock) {
-        Ok(a) if Some(a) != sock.local_addr().ok() => a,
+        Ok(a) if Some(canonical(a)) != local => a,
         // Connected to the capture port itself, not redirected: proxying it would loop.
         Ok(_) | Err(_) => {
             tracing::debug!(%direction, %peer, "connection was not redirected; closing it");
@@ -148,4 +149,9 @@ async fn handle(sock: TcpStream, peer: SocketAddr, capture: Arc<Capture>) {
             conn::handle(sock, peer, feed.rx, capture.settings, Some(original)).await;
         }
     }
+}
+
+/// A dual-stack listener sees IPv4 peers as mapped IPv6 addresses; compare them as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
