@@ -20,28 +20,35 @@ const MARK: &str = "0x1e7";
 struct AgentProc {
     child: Child,
     admin: SocketAddr,
+    config: std::path::PathBuf,
 }
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
     }
 }
 
 fn start_agent(pair: &Pair, config: &str, extra: &[&str]) -> AgentProc {
-    let dir = std::env::temp_dir().join(format!("{}-agent.yaml", pair.a));
-    std::fs::write(&dir, config).unwrap();
+    start_agent_on(pair, config, "0.0.0.0:15001", "0.0.0.0:15006", extra)
+}
+
+fn start_agent_on(
+    pair: &Pair,
+    config: &str,
+    outbound: &str,
+    inbound: &str,
+    extra: &[&str],
+) -> AgentProc {
+    let path = std::env::temp_dir().join(format!("{}-agent.yaml", pair.a));
+    std::fs::write(&path, config).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", &pair.a, AGENT])
         .args(["--admin", ADMIN, "--threads", "1", "--config"])
-        .arg(&dir)
-        .args([
-            "--capture-outbound",
-            "0.0.0.0:15001",
-            "--capture-inbound",
-            "0.0.0.0:15006",
-        ])
+        .arg(&path)
+        .args(["--capture-outbound", outbound, "--capture-inbound", inbound])
         .args(extra)
         .env("FAULTLINE_LOG", "warn")
         .stdout(Stdio::null())
@@ -51,6 +58,7 @@ fn start_agent(pair: &Pair, config: &str, extra: &[&str]) -> AgentProc {
     let agent = AgentProc {
         child,
         admin: ADMIN.parse().unwrap(),
+        config: path,
     };
     netns::wait_ready(&pair.a, agent.admin);
     agent
@@ -303,6 +311,61 @@ fn uid_exemption_captures_another_users_app_but_not_the_agent() {
 
     init_iptables(&pair, &["--cleanup"]);
     assert!(!iptables_save(&pair, "iptables-save").contains("FAULTLINE"));
+}
+
+#[test]
+fn ipv6_capture_reads_the_ip6tables_original_destination() {
+    let Some(pair) = Pair::new() else { return };
+    if !pair.add_ipv6() {
+        println!("skipped: IPv6 is not available in network namespaces");
+        return;
+    }
+    let api = pair.addr6(2, 8080);
+    let seen = http_server(&pair.b, api);
+    let config = format!(
+        "routes:
+  - name: b6
+    capture: outbound
+    match: {{ destinations: ['fd77:0:0:{:x}::/64'], ports: [8080] }}
+    upstream: original
+    faults:
+      - name: abort
+        type: http_abort
+        attributes: {{ status: 503 }}
+",
+        pair.subnet
+    );
+    // A dual-stack listener takes both families.
+    let agent = start_agent_on(
+        &pair,
+        &config,
+        "[::]:15001",
+        "[::]:15006",
+        &["--mark", MARK],
+    );
+    init_iptables(&pair, &["--mark", MARK, "--ipv6", "--no-inbound"]);
+
+    let a = get_in(&pair.a, api).expect("the agent answers");
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(seen.count(), 0);
+    let m = metrics(&pair, &agent);
+    assert_eq!(metric(&m, "faultline_route_connections_total", "b6"), 1);
+    // IPv4 still goes through the same (dual-stack) listener, untouched by the IPv6 route.
+    http_server(&pair.b, pair.addr(2, 8080));
+    let a = get_in(&pair.a, pair.addr(2, 8080)).expect("IPv4 goes through");
+    assert_eq!(a.status, 200);
+    let m = metrics(&pair, &agent);
+    assert_eq!(
+        metric(
+            &m,
+            "faultline_route_connections_total",
+            "passthrough:outbound"
+        ),
+        1
+    );
+
+    init_iptables(&pair, &["--cleanup", "--ipv6"]);
+    assert!(!iptables_save(&pair, "ip6tables-save").contains("FAULTLINE"));
 }
 
 #[test]

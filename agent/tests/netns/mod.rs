@@ -97,6 +97,36 @@ impl Pair {
         Some(pair)
     }
 
+    /// Adds `fd77:0:0:N::1/64` in `a` and `::2` in `b` (no duplicate address detection, so
+    /// they work at once); false when IPv6 is not available.
+    pub fn add_ipv6(&self) -> bool {
+        let s = self.subnet;
+        ip(&[
+            "-n",
+            &self.a,
+            "addr",
+            "add",
+            &format!("fd77:0:0:{s:x}::1/64"),
+            "dev",
+            "fl0",
+            "nodad",
+        ]) && ip(&[
+            "-n",
+            &self.b,
+            "addr",
+            "add",
+            &format!("fd77:0:0:{s:x}::2/64"),
+            "dev",
+            "fl1",
+            "nodad",
+        ])
+    }
+
+    /// `[fd77:0:0:N::host]:port`.
+    pub fn addr6(&self, host: u16, port: u16) -> SocketAddr {
+        SocketAddr::from(([0xfd77, 0, 0, u16::from(self.subnet), 0, 0, 0, host], port))
+    }
+
     /// `10.77.N.host:port`.
     pub fn addr(&self, host: u8, port: u16) -> SocketAddr {
         SocketAddr::from(([10, 77, self.subnet, host], port))
