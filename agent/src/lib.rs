@@ -26,7 +26,8 @@
 //!
 //! Invariants: the data path takes no lock (it reads `Arc` snapshots from a `watch` channel);
 //! a fault reaches every open connection of its route from the connection's next chunk; a fault
-//! with an expiry is removed when it passes.
+//! with an expiry is removed when it passes; the agent never captures its own upstream
+//! connections (they carry `--mark`, and `init-iptables` exempts the mark or the agent's UID).
 
 pub mod admin;
 pub mod app;
