@@ -20,18 +20,39 @@
 # scripts/helm-check.sh lints, renders and validates the Helm chart (helm/faultline) first; it
 # fetches its pinned helm the first time and installs kubernetes-validate into the same venv,
 # where controller/tests/webhook.rs also finds it (to validate the pods the webhook injects).
+#
+# agent/tests/transparent.rs runs the agent's transparent capture in network namespaces it
+# creates, with iptables (nf_tables) rules inside them; this script installs Debian's
+# `iptables` (and `iproute2`, `util-linux` for setpriv, `curl`) when missing. Those tests need
+# root: run as another user they print "skipped: needs root ..." and pass.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+packages=()
 if ! command -v prometheus >/dev/null; then
+    packages+=(prometheus)
+fi
+if ! command -v iptables >/dev/null || ! command -v ip6tables-save >/dev/null; then
+    packages+=(iptables)
+fi
+if ! command -v ip >/dev/null; then
+    packages+=(iproute2)
+fi
+if ! command -v setpriv >/dev/null; then
+    packages+=(util-linux)
+fi
+if ! command -v curl >/dev/null; then
+    packages+=(curl)
+fi
+if [[ ${#packages[@]} -gt 0 ]]; then
     sudo=()
     if [[ $(id -u) -ne 0 ]]; then
         sudo=(sudo)
     fi
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends prometheus
+        apt-get install -y --no-install-recommends "${packages[@]}"
 fi
 export FAULTLINE_REQUIRE_PROMETHEUS=1
 

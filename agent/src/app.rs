@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentConfig;
-use crate::route::{RouteError, RouteTable, expiry};
+use crate::config::{AgentConfig, CaptureConfig};
+use crate::route::{CaptureDirection, RouteError, RouteTable, expiry};
 use crate::tcp::DataPlane;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,13 @@ pub enum StartError {
     },
     #[error("--admin: cannot listen on {addr}: {source}")]
     Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{flag}: cannot listen on {addr}: {source}")]
+    Capture {
+        flag: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -39,6 +46,8 @@ pub struct Agent {
     pub table: Arc<RouteTable>,
     /// The admin API's bound address (useful when configured with port 0).
     pub admin_addr: SocketAddr,
+    /// The capture listeners' bound addresses (outbound, inbound), when configured.
+    pub capture_addrs: (Option<SocketAddr>, Option<SocketAddr>),
     drain: CancellationToken,
     plane: DataPlane,
     tasks: Vec<JoinHandle<()>>,
@@ -48,12 +57,21 @@ impl Agent {
     /// Binds the admin API and every configured route, and starts serving.
     /// Must be called inside a Tokio runtime.
     pub async fn start(config: &AgentConfig) -> Result<Agent, StartError> {
+        Self::start_with_capture(config, &CaptureConfig::default()).await
+    }
+
+    /// [`Agent::start`], plus the capture listeners and upstream socket mark of `capture`.
+    pub async fn start_with_capture(
+        config: &AgentConfig,
+        capture: &CaptureConfig,
+    ) -> Result<Agent, StartError> {
         let drain = CancellationToken::new();
         let threads = config
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let plane = DataPlane::new(drain.clone(), config.connect_timeout, threads)
+        let mut plane = DataPlane::new(drain.clone(), config.connect_timeout, threads)
             .map_err(|source| StartError::Workers { threads, source })?;
+        plane.mark = capture.mark;
         let table = RouteTable::new(plane.clone());
         let admin = tokio::net::TcpListener::bind(config.admin)
             .await
@@ -82,6 +100,36 @@ impl Agent {
                     source,
                 })?;
         }
+        let mut capture_addrs = (None, None);
+        for (flag, addr, direction, slot) in [
+            (
+                "--capture-outbound",
+                capture.outbound,
+                CaptureDirection::Outbound,
+                &mut capture_addrs.0,
+            ),
+            (
+                "--capture-inbound",
+                capture.inbound,
+                CaptureDirection::Inbound,
+                &mut capture_addrs.1,
+            ),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listeners = table
+                .plane()
+                .bind(&addr.to_string())
+                .map_err(|source| StartError::Capture { flag, addr, source })?;
+            *slot = Some(listeners.local_addr());
+            tracing::info!(%direction, listen = %listeners.local_addr(), "capture listener open");
+            // Closed by the drain token, like every route's listener.
+            let _accepting = crate::capture::listener::serve(
+                &table,
+                listeners,
+                direction,
+                capture.detect_timeout,
+            );
+        }
         let mut tasks = vec![
             tokio::spawn(expiry::run(table.clone(), drain.clone())),
             tokio::spawn(crate::admin::serve(admin, table.clone(), drain.clone())),
@@ -97,6 +145,7 @@ impl Agent {
         Ok(Agent {
             table,
             admin_addr,
+            capture_addrs,
             drain,
             plane,
             tasks,

@@ -16,6 +16,9 @@
 //! - [`route`]: the route table (control side) and the snapshots connections read.
 //! - [`tcp`]: the TCP data plane: accept, connect, the fast path and the faulted path.
 //! - [`http`]: the HTTP/gRPC data plane: per-request matching and faults over hyper.
+//! - [`capture`]: transparent capture: the listeners iptables redirects to (original
+//!   destination, protocol detection, the captured route that takes a connection) and
+//!   `init-iptables`, which writes those rules.
 //! - [`admin`]: the admin HTTP API: Toxiproxy's `/proxies` surface, `/metrics`, `/ready`.
 //! - [`metrics`]: per-route atomic counters (and, for a cohort fault, per treatment and control
 //!   arm) and their Prometheus rendering.
@@ -23,10 +26,12 @@
 //!
 //! Invariants: the data path takes no lock (it reads `Arc` snapshots from a `watch` channel);
 //! a fault reaches every open connection of its route from the connection's next chunk; a fault
-//! with an expiry is removed when it passes.
+//! with an expiry is removed when it passes; the agent never captures its own upstream
+//! connections (they carry `--mark`, and `init-iptables` exempts the mark or the agent's UID).
 
 pub mod admin;
 pub mod app;
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod fault;

@@ -5,14 +5,30 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, Args, LogFormat};
+use faultline_agent::config::{AgentConfig, Args, CaptureConfig, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for bad configuration (sysexits' EX_USAGE).
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::InitIptables(iptables)) = args.command.take() {
+        return match faultline_agent::capture::iptables::run(iptables) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("faultline-agent: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        };
+    }
+    let capture = match CaptureConfig::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("faultline-agent: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let config = match AgentConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -35,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let agent = match Agent::start(&config).await {
+        let agent = match Agent::start_with_capture(&config, &capture).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!("{e}");

@@ -6,11 +6,13 @@
 //!   HTTP rules with their counters, route SLIs).
 //! - [`toxiproxy`]: Toxiproxy's JSON shapes and their conversion into domain types.
 //! - [`rules`]: HTTP and gRPC faults in JSON (attributes, `match`, cohorts, native rules).
+//! - [`capture`]: captured routes' `capture` and `match` fields (shared with the config file).
 //! - [`error`]: the error body every handler returns on failure.
 //!
 //! Requests from browsers (a `Mozilla/` user agent) are refused, as Toxiproxy does, so a web
 //! page cannot drive the agent through the user's loopback.
 
+pub mod capture;
 pub mod error;
 pub mod native;
 pub mod router;

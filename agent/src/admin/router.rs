@@ -55,7 +55,14 @@ async fn route(
         }),
         (&Method::GET, ["metrics"]) => {
             // Two reads of the table: a route added or removed between them shows without faults.
-            let metrics = table.metrics();
+            let mut metrics = table.metrics();
+            metrics.extend(
+                table
+                    .passthrough
+                    .metrics()
+                    .into_iter()
+                    .map(|(name, m)| (name.to_owned(), m)),
+            );
             let routes = table.list();
             let views: Vec<crate::metrics::RouteMetricsView<'_>> = metrics
                 .iter()

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::capture::{self, MatchInput};
 use super::error::ApiError;
 use crate::fault::partition::{PartitionAction, PartitionPeer};
 use crate::fault::{
@@ -38,6 +39,12 @@ pub struct ProxyJson {
     /// faultline: HTTP options (http and grpc routes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_faults: Option<bool>,
+    /// faultline: a captured route's direction (`outbound`, `inbound`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<&'static str>,
+    /// faultline: a captured route's original destinations.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub capture_match: Option<MatchInput>,
 }
 
 impl From<&RouteView> for ProxyJson {
@@ -50,6 +57,8 @@ impl From<&RouteView> for ProxyJson {
             toxics: r.faults.iter().map(ToxicJson::from).collect(),
             protocol: r.protocol.as_str(),
             header_faults: r.protocol.is_http().then_some(r.http.header_faults),
+            capture: r.capture.as_ref().map(|c| c.direction.as_str()),
+            capture_match: r.capture.as_ref().map(capture::to_input),
         }
     }
 }
@@ -78,6 +87,13 @@ pub struct ProxyInput {
     /// faultline: add `x-faultline-fault: NAME` to responses a fault acted on.
     #[serde(default)]
     pub fault_header: Option<bool>,
+    /// faultline: a captured route (`outbound` or `inbound`): no listener; it takes redirected
+    /// connections whose original destination fits `match`.
+    #[serde(default)]
+    pub capture: Option<String>,
+    /// faultline: a captured route's original destinations (`destinations`, `ports`).
+    #[serde(default, rename = "match")]
+    pub capture_match: Option<MatchInput>,
 }
 
 impl ProxyInput {
@@ -91,13 +107,28 @@ impl ProxyInput {
             .filter(|u| !u.is_empty())
             .ok_or_else(|| ApiError::bad_request("upstream", "missing required field"))?;
         let upstream = parse_upstream(&upstream)?;
+        let capture = match self.capture.as_deref() {
+            None | Some("") => {
+                if self.capture_match.is_some() {
+                    return Err(ApiError::bad_request("match", "needs capture"));
+                }
+                None
+            }
+            Some(direction) => Some(
+                capture::parse(direction, self.capture_match)
+                    .map_err(|(field, message)| ApiError::bad_request(field, message))?,
+            ),
+        };
         // Toxiproxy defaults an empty listen address to a random loopback port.
         let listen = self
             .listen
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| "127.0.0.1:0".to_string());
-        check_listen(&listen)?;
+        if capture.is_none() {
+            check_listen(&listen)?;
+        }
         let protocol = match self.protocol.as_deref() {
+            None | Some("") if capture.is_some() => Protocol::Auto,
             None | Some("") => Protocol::Tcp,
             Some(p) => p
                 .parse::<Protocol>()
@@ -133,6 +164,7 @@ impl ProxyInput {
             enabled: self.enabled.unwrap_or(true),
             protocol,
             http,
+            capture,
         })
     }
 
@@ -739,5 +771,58 @@ mod tests {
         let g = u.apply(&f).unwrap();
         assert_eq!(attributes_of(&g.kind), json!({"latency": 5, "jitter": 10}));
         assert_eq!(g.toxicity.get(), 0.5);
+    }
+
+    #[test]
+    fn captured_proxies_take_capture_and_match_and_show_them() {
+        let input: ProxyInput = serde_json::from_value(json!({
+            "name": "cache", "upstream": "original", "capture": "outbound",
+            "match": {"destinations": ["10.0.0.0/8"], "ports": [6379]}
+        }))
+        .unwrap();
+        let spec = input.into_spec().unwrap();
+        assert_eq!(spec.protocol, Protocol::Auto);
+        assert_eq!(
+            spec.capture.as_ref().unwrap().to_string(),
+            "capture:outbound:10.0.0.0/8:6379"
+        );
+        let view = RouteView {
+            name: spec.name.clone(),
+            listen: "0.0.0.0:0".parse().unwrap(),
+            upstream: spec.upstream.clone(),
+            enabled: true,
+            protocol: spec.protocol,
+            http: spec.http,
+            faults: vec![],
+            capture: spec.capture.clone(),
+        };
+        let shown = serde_json::to_value(ProxyJson::from(&view)).unwrap();
+        assert_eq!(shown["capture"], "outbound");
+        assert_eq!(
+            shown["match"],
+            json!({"destinations": ["10.0.0.0/8"], "ports": [6379]})
+        );
+        assert_eq!(shown["upstream"], "original");
+        assert_eq!(shown["protocol"], "auto");
+        for (body, field) in [
+            (
+                json!({"name": "c", "upstream": "original", "capture": "up"}),
+                "capture",
+            ),
+            (
+                json!({"name": "c", "upstream": "h:1", "capture": "inbound", "match": {"ports": [0]}}),
+                "match.ports[0]",
+            ),
+            (
+                json!({"name": "c", "upstream": "h:1", "match": {"ports": [1]}}),
+                "match",
+            ),
+        ] {
+            let e = serde_json::from_value::<ProxyInput>(body)
+                .unwrap()
+                .into_spec()
+                .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+        }
     }
 }

@@ -4,19 +4,26 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use super::{ConfigError, LogFormat};
-use crate::route::{HttpOptions, Protocol, RouteSpec, Upstream};
+use crate::route::{CaptureMatch, HttpOptions, Protocol, RouteSpec, Upstream};
 
 /// faultline-agent: a fault-injecting proxy that runs beside a service.
 ///
 /// Give one route with --listen and --upstream, several with --route, or a --config file;
 /// routes and faults can also be created at run time through the admin API, which speaks
 /// Toxiproxy's HTTP API (so Toxiproxy's clients and CLI work against it).
+///
+/// Transparent capture: --capture-outbound / --capture-inbound open the listeners iptables
+/// redirects to (see `faultline-agent init-iptables --help`); captured routes pick connections
+/// by original destination.
 #[derive(Debug, Parser)]
 #[command(name = "faultline-agent", version, about, long_about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Listen address of the single route (short form; needs --upstream).
     #[arg(
         long,
@@ -59,7 +66,10 @@ pub struct Args {
     pub header_faults: bool,
 
     /// A route, as NAME=LISTEN=UPSTREAM[=PROTOCOL] (repeat the flag, or separate with commas in the
-    /// environment variable).
+    /// environment variable). A captured route gives `capture:DIRECTION[:DESTINATIONS:PORTS]` as
+    /// LISTEN and usually `original` as UPSTREAM, e.g.
+    /// `cache=capture:outbound:10.0.0.0/8+192.0.2.7:6379=original` (list items joined by `+`,
+    /// `*` for any; the protocol defaults to auto).
     #[arg(
         long = "route",
         env = "FAULTLINE_ROUTES",
@@ -127,6 +137,54 @@ pub struct Args {
     /// restarts (a pod name). Default: HOSTNAME-PID.
     #[arg(long, env = "FAULTLINE_AGENT_ID", value_name = "ID")]
     pub agent_id: Option<String>,
+
+    /// Listen for connections iptables redirected from the pod's outbound calls (e.g.
+    /// 0.0.0.0:15001, the port `init-iptables --outbound-port` redirects to).
+    #[arg(long, env = "FAULTLINE_CAPTURE_OUTBOUND", value_name = "ADDR")]
+    pub capture_outbound: Option<SocketAddr>,
+
+    /// Listen for connections iptables redirected from calls into the pod (e.g. 0.0.0.0:15006,
+    /// the port `init-iptables --inbound-port` redirects to).
+    #[arg(long, env = "FAULTLINE_CAPTURE_INBOUND", value_name = "ADDR")]
+    pub capture_inbound: Option<SocketAddr>,
+
+    /// SO_MARK for every upstream socket the agent opens (decimal or 0x hex; needs
+    /// CAP_NET_ADMIN), so iptables rules written with `init-iptables --mark` never capture the
+    /// agent's own connections.
+    #[arg(long, env = "FAULTLINE_MARK", value_name = "N", value_parser = parse_mark)]
+    pub mark: Option<u32>,
+
+    /// How long a captured connection of an `auto` route may wait for the client's first
+    /// bytes before it is treated as TCP (server-first protocols such as MySQL or SMTP send
+    /// nothing until the server speaks; they pay this once per connection).
+    #[arg(
+        long,
+        env = "FAULTLINE_DETECT_TIMEOUT",
+        default_value = "100ms",
+        value_name = "DURATION"
+    )]
+    pub detect_timeout: humantime::Duration,
+}
+
+/// Subcommands; without one the agent runs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the iptables rules that redirect the pod's traffic to the capture listeners (run
+    /// once per pod, as an init container), or remove them with --cleanup.
+    InitIptables(crate::capture::iptables::IptablesArgs),
+}
+
+/// A socket mark: decimal or `0x` hexadecimal.
+pub fn parse_mark(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse::<u32>(),
+    };
+    match parsed {
+        Ok(0) => Err("0 is no mark (sockets are unmarked by default)".into()),
+        Ok(m) => Ok(m),
+        Err(_) => Err(format!("{s:?} is not a 32-bit number (decimal or 0x hex)")),
+    }
 }
 
 impl Args {
@@ -154,6 +212,7 @@ impl Args {
                     header_faults: self.header_faults,
                     ..HttpOptions::default()
                 },
+                capture: None,
             });
         }
         for r in &self.route {
@@ -179,13 +238,35 @@ impl Args {
                     format!("{r:?} has an empty name"),
                 ));
             }
+            let upstream = parse_upstream("--route", upstream)?;
+            let (listen, capture) = if listen.starts_with("capture:") {
+                let m: CaptureMatch = listen
+                    .parse()
+                    .map_err(|e| ConfigError::new("--route", format!("{r:?}: {e}")))?;
+                (String::new(), Some(m))
+            } else {
+                (check_listen("--route", listen)?, None)
+            };
+            let protocol = match (parts.len(), &capture) {
+                (3, Some(_)) => Protocol::Auto,
+                _ => protocol,
+            };
+            if capture.is_none() && (upstream == Upstream::Original || protocol == Protocol::Auto) {
+                return Err(ConfigError::new(
+                    "--route",
+                    format!(
+                        "{r:?}: upstream original and protocol auto are only for captured routes (LISTEN capture:...)"
+                    ),
+                ));
+            }
             out.push(RouteSpec {
                 name: name.to_string(),
-                listen: check_listen("--route", listen)?,
-                upstream: parse_upstream("--route", upstream)?,
+                listen,
+                upstream,
                 enabled: true,
                 protocol,
                 http: HttpOptions::default(),
+                capture,
             });
         }
         Ok(out)

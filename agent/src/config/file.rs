@@ -10,6 +10,12 @@
 //!       - type: latency
 //!         stream: downstream
 //!         attributes: { latency: 100, jitter: 10 }
+//!   # A captured route: no listener; it takes connections redirected to the agent's
+//!   # --capture-outbound listener whose original destination matches.
+//!   - name: cache
+//!     capture: outbound
+//!     match: { destinations: [10.0.0.0/8], ports: [6379] }
+//!     upstream: original
 //! ```
 
 use std::path::Path;
@@ -18,6 +24,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::args::check_listen;
+use crate::admin::capture::{self, MatchInput};
 use crate::admin::toxiproxy::ToxicInput;
 use crate::fault::Fault;
 use crate::route::{HttpOptions, Protocol, RouteSpec};
@@ -26,7 +33,8 @@ use crate::route::{HttpOptions, Protocol, RouteSpec};
 #[serde(deny_unknown_fields)]
 struct FileRoute {
     name: String,
-    listen: String,
+    #[serde(default)]
+    listen: Option<String>,
     upstream: String,
     #[serde(default = "yes")]
     enabled: bool,
@@ -36,6 +44,11 @@ struct FileRoute {
     protocol: Option<String>,
     #[serde(default)]
     header_faults: bool,
+    /// `outbound` or `inbound`: a captured route.
+    #[serde(default)]
+    capture: Option<String>,
+    #[serde(default, rename = "match")]
+    capture_match: Option<MatchInput>,
 }
 
 fn yes() -> bool {
@@ -77,11 +90,46 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             .upstream
             .parse()
             .map_err(|e| ConfigError::new(at("upstream"), e))?;
-        let listen = check_listen(&at("listen"), &r.listen)?;
+        let capture = match (&r.capture, &r.listen) {
+            (Some(direction), None) => Some(
+                capture::parse(direction, r.capture_match)
+                    .map_err(|(field, message)| ConfigError::new(at(&field), message))?,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    at("listen"),
+                    "a captured route has no listen address",
+                ));
+            }
+            (None, _) if r.capture_match.is_some() => {
+                return Err(ConfigError::new(at("match"), "needs capture"));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(at("listen"), "missing (or give capture)"));
+            }
+            (None, Some(_)) => None,
+        };
+        let listen = match &r.listen {
+            Some(l) => check_listen(&at("listen"), l)?,
+            None => String::new(),
+        };
+        if capture.is_none() && upstream == crate::route::Upstream::Original {
+            return Err(ConfigError::new(
+                at("upstream"),
+                "\"original\" is only for captured routes",
+            ));
+        }
         let protocol: Protocol = match &r.protocol {
+            None if capture.is_some() => Protocol::Auto,
             None => Protocol::Tcp,
             Some(p) => p.parse().map_err(|e| ConfigError::new(at("protocol"), e))?,
         };
+        if protocol == Protocol::Auto && capture.is_none() {
+            return Err(ConfigError::new(
+                at("protocol"),
+                "\"auto\" is only for captured routes",
+            ));
+        }
         if r.header_faults && !protocol.is_http() {
             return Err(ConfigError::new(
                 at("header_faults"),
@@ -106,6 +154,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
                 header_faults: r.header_faults,
                 ..HttpOptions::default()
             },
+            capture,
         });
     }
     Ok(out)
@@ -141,6 +190,64 @@ mod tests {
         let e = parse(text, Path::new("c.yaml")).unwrap_err();
         assert!(e.to_string().contains("toxicity"), "{e}");
     }
+
+    #[test]
+    fn captured_routes_parse_with_their_match() {
+        let text = "routes:\n  - name: cache\n    capture: outbound\n    match: { destinations: [10.0.0.0/8, 192.0.2.7/32], ports: [6379] }\n    upstream: original\n    faults:\n      - type: partition\n        attributes: { cidrs: [192.0.2.7/32], peer: upstream }\n  - name: any-in\n    capture: inbound\n    upstream: original\n    protocol: http\n";
+        let p = parse(text, Path::new("c.yaml")).unwrap();
+        let cache = &p.routes[0];
+        assert_eq!(cache.upstream, crate::route::Upstream::Original);
+        assert_eq!(cache.protocol, Protocol::Auto);
+        assert_eq!(
+            cache.capture.as_ref().unwrap().to_string(),
+            "capture:outbound:10.0.0.0/8,192.0.2.7/32:6379"
+        );
+        assert_eq!(p.faults.len(), 1);
+        assert_eq!(p.routes[1].protocol, Protocol::Http);
+        assert_eq!(
+            p.routes[1].capture.as_ref().unwrap().to_string(),
+            "capture:inbound"
+        );
+    }
+
+    #[test]
+    fn captured_route_errors_name_the_field() {
+        let cases = [
+            (
+                "    capture: sideways\n    upstream: original\n",
+                "routes[0].capture",
+            ),
+            (
+                "    capture: outbound\n    match: { destinations: [10.0.0.300/8] }\n    upstream: original\n",
+                "routes[0].match.destinations[0]",
+            ),
+            (
+                "    capture: outbound\n    match: { ports: [0] }\n    upstream: original\n",
+                "routes[0].match.ports[0]",
+            ),
+            (
+                "    capture: outbound\n    listen: 127.0.0.1:0\n    upstream: original\n",
+                "routes[0].listen",
+            ),
+            (
+                "    listen: 127.0.0.1:0\n    upstream: original\n",
+                "routes[0].upstream",
+            ),
+            (
+                "    listen: 127.0.0.1:0\n    upstream: h:1\n    protocol: auto\n",
+                "routes[0].protocol",
+            ),
+            (
+                "    upstream: h:1\n    match: { ports: [1] }\n",
+                "routes[0].match",
+            ),
+        ];
+        for (route, field) in cases {
+            let text = format!("routes:\n  - name: r\n{route}");
+            let e = parse(&text, Path::new("c.yaml")).unwrap_err();
+            assert_eq!(e.setting, format!("c.yaml: {field}"), "{route}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +269,13 @@ mod examples {
         )
         .unwrap();
         assert_eq!(p.routes.len(), 2);
+        let p = parse(
+            include_str!("../../../examples/agent-capture.yaml"),
+            Path::new("agent-capture.yaml"),
+        )
+        .unwrap();
+        assert_eq!(p.routes.len(), 3);
+        assert!(p.routes.iter().all(|r| r.capture.is_some()));
+        assert_eq!(p.faults.len(), 2);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::fault::Fault;
 use crate::route::RouteSpec;
 
-pub use self::args::Args;
+pub use self::args::{Args, Command};
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +37,56 @@ pub struct AgentConfig {
     pub threads: Option<usize>,
     /// The controller connection; `None` runs the agent standalone.
     pub controller: Option<ControllerConfig>,
+}
+
+/// Transparent capture (`--capture-outbound`, `--capture-inbound`, `--mark`,
+/// `--detect-timeout`). Kept beside [`AgentConfig`], which embedders build field by field:
+/// [`crate::app::Agent::start`] runs without capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureConfig {
+    pub outbound: Option<SocketAddr>,
+    pub inbound: Option<SocketAddr>,
+    /// `SO_MARK` on every upstream socket.
+    pub mark: Option<u32>,
+    /// How long an `auto` route's connection waits for client bytes before it is TCP.
+    pub detect_timeout: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            outbound: None,
+            inbound: None,
+            mark: None,
+            detect_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+impl CaptureConfig {
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        if let (Some(o), Some(i)) = (args.capture_outbound, args.capture_inbound)
+            && o == i
+        {
+            return Err(ConfigError::new(
+                "--capture-inbound",
+                format!("{i} is also --capture-outbound; each direction needs its own port"),
+            ));
+        }
+        let detect_timeout: Duration = args.detect_timeout.into();
+        if detect_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--detect-timeout",
+                "must be more than 0 (a client's first bytes need time to arrive)",
+            ));
+        }
+        Ok(CaptureConfig {
+            outbound: args.capture_outbound,
+            inbound: args.capture_inbound,
+            mark: args.mark,
+            detect_timeout,
+        })
+    }
 }
 
 /// Where the controller is and who this agent is to it (`--controller`, `--agent-id`,
@@ -209,6 +259,70 @@ mod tests {
             c.agent_id
         );
         assert!(parse(&[]).unwrap().controller.is_none());
+    }
+
+    #[test]
+    fn capture_flags_and_captured_route_flags() {
+        let argv = [
+            "faultline-agent",
+            "--capture-outbound",
+            "0.0.0.0:15001",
+            "--capture-inbound",
+            "0.0.0.0:15006",
+            "--mark",
+            "0x1e7",
+            "--detect-timeout",
+            "250ms",
+            "--route",
+            "cache=capture:outbound:10.0.0.0/8+192.0.2.7:6379=original",
+            "--route",
+            "web=capture:inbound:*:8080=original=http",
+        ];
+        let args = Args::try_parse_from(argv).unwrap();
+        let capture = CaptureConfig::from_args(&args).unwrap();
+        assert_eq!(capture.mark, Some(0x1e7));
+        assert_eq!(capture.detect_timeout, Duration::from_millis(250));
+        assert_eq!(capture.outbound, Some("0.0.0.0:15001".parse().unwrap()));
+        let routes = AgentConfig::from_args(args).unwrap().routes;
+        assert_eq!(routes[0].protocol, crate::route::Protocol::Auto);
+        assert_eq!(
+            routes[0].capture.as_ref().unwrap().to_string(),
+            "capture:outbound:10.0.0.0/8,192.0.2.7/32:6379"
+        );
+        assert_eq!(routes[1].protocol, crate::route::Protocol::Http);
+        assert_eq!(
+            CaptureConfig::default().detect_timeout,
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn bad_capture_settings_name_the_flag() {
+        for (flags, setting) in [
+            (&["--route", "c=capture:sideways=original"][..], "--route"),
+            (&["--route", "c=127.0.0.1:0=original"][..], "--route"),
+            (&["--route", "c=127.0.0.1:0=h:1=auto"][..], "--route"),
+        ] {
+            let e = parse(flags).expect_err(&format!("{flags:?} is refused"));
+            assert_eq!(e.setting, setting, "{flags:?}: {e}");
+        }
+        let same = Args::try_parse_from([
+            "a",
+            "--capture-outbound",
+            "0.0.0.0:1",
+            "--capture-inbound",
+            "0.0.0.0:1",
+        ])
+        .unwrap();
+        assert_eq!(
+            CaptureConfig::from_args(&same).unwrap_err().setting,
+            "--capture-inbound"
+        );
+        for bad in ["0", "0x", "x1", "4294967296"] {
+            assert!(args::parse_mark(bad).is_err(), "{bad}");
+        }
+        assert_eq!(args::parse_mark("4294967295"), Ok(u32::MAX));
+        assert!(Args::try_parse_from(["a", "--mark", "0"]).is_err());
     }
 
     #[test]

@@ -152,15 +152,25 @@ async fn session(
     config: &ControllerConfig,
     connected: &mut bool,
 ) -> SessionEnd {
-    let channel = match tonic::transport::Endpoint::from(config.url.clone())
+    let endpoint = tonic::transport::Endpoint::from(config.url.clone())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-    {
+        .keep_alive_while_idle(true);
+    let dialed = match table.plane().mark {
+        // The controller connection is the agent's own too: marked like every upstream socket,
+        // so transparent capture exempts it.
+        Some(mark) => {
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+            connector.set_mark(Some(mark));
+            endpoint.connect_with_connector(connector).await
+        }
+        None => endpoint.connect().await,
+    };
+    let channel = match dialed {
         Ok(c) => c,
         Err(e) => return SessionEnd::Connect(e),
     };
@@ -245,6 +255,9 @@ fn hello(table: &RouteTable, config: &ControllerConfig) -> v1::AgentMessage {
                 Protocol::Tcp => v1::Protocol::Tcp,
                 Protocol::Http => v1::Protocol::Http,
                 Protocol::Grpc => v1::Protocol::Grpc,
+                // A captured route that tells HTTP from TCP per connection: announced as HTTP,
+                // so the controller offers it request-level faults (and down, partition).
+                Protocol::Auto => v1::Protocol::Http,
             } as i32,
         })
         .collect();

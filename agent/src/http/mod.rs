@@ -39,6 +39,8 @@ pub struct HttpRoute {
     pub h2: Client<HttpConnector, Incoming>,
     pub connect_timeout: Duration,
     pub epoch: std::time::Instant,
+    /// `SO_MARK` for upstream sockets (`--mark`).
+    pub mark: Option<u32>,
     /// Upstream HTTP/1.1 connections left idle by clients that went away, for the next client
     /// connection of this worker. Taken and returned once per client connection, never per
     /// request; only this worker's thread touches it, so the lock is never contended.
@@ -72,9 +74,11 @@ impl HttpRoute {
         protocol: Protocol,
         connect_timeout: Duration,
         epoch: std::time::Instant,
+        mark: Option<u32>,
     ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_mark(mark);
         connector.set_connect_timeout(Some(connect_timeout));
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
@@ -85,6 +89,7 @@ impl HttpRoute {
             h2,
             connect_timeout,
             epoch,
+            mark,
             idle_h1: Mutex::new(Vec::new()),
         })
     }

@@ -7,7 +7,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::HttpRoute;
@@ -28,6 +27,8 @@ pub struct ConnState {
     /// contended: a request takes the sender out, starts its call, and puts it back before
     /// awaiting the answer; the lock is never held across an `.await`.
     h1: Mutex<Option<Upstream1>>,
+    /// The connection's original destination, when it was captured.
+    original: Option<SocketAddr>,
 }
 
 /// An upstream HTTP/1.1 connection and where it goes.
@@ -37,11 +38,24 @@ pub struct Upstream1 {
 }
 
 impl ConnState {
-    pub fn new(current: Arc<arc_swap::ArcSwap<RouteSnapshot>>, route: Arc<HttpRoute>) -> Self {
+    pub fn new(
+        current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
+        route: Arc<HttpRoute>,
+        original: Option<SocketAddr>,
+    ) -> Self {
         ConnState {
             current,
             route,
             h1: Mutex::new(None),
+            original,
+        }
+    }
+
+    /// `HOST:PORT` of the upstream for the pooled HTTP/2 client.
+    fn authority(&self, snap: &RouteSnapshot) -> String {
+        match (&snap.upstream, self.original) {
+            (crate::route::Upstream::Original, Some(a)) => a.to_string(),
+            (up, _) => up.to_string(),
         }
     }
 
@@ -59,7 +73,11 @@ impl ConnState {
         snap: &RouteSnapshot,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
-        let addr = snap.upstream.resolve().await.map_err(|e| e.to_string())?;
+        let addr = snap
+            .upstream
+            .resolve(self.original)
+            .await
+            .map_err(|e| e.to_string())?;
         let own = self
             .take_h1()
             .filter(|u| u.addr == addr && !u.sender.is_closed());
@@ -77,11 +95,10 @@ impl ConnState {
     }
 
     async fn connect_h1(&self, addr: SocketAddr) -> Result<Upstream1, String> {
-        let stream = tokio::time::timeout(self.route.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let stream =
+            crate::tcp::connect::connect(addr, self.route.mark, self.route.connect_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -136,8 +153,8 @@ pub async fn handle(
         return answer(&snap, &chosen, t.clone(), is_grpc, started);
     }
     if req.method() == Method::CONNECT || headers::is_upgrade(req.headers()) {
-        let upstream = snap.upstream.resolve().await?;
-        return upgrade::forward(req, upstream).await;
+        let upstream = snap.upstream.resolve(conn.original).await?;
+        return upgrade::forward(req, upstream, conn.route.mark, conn.route.connect_timeout).await;
     }
 
     let (mut parts, body) = req.into_parts();
@@ -153,7 +170,7 @@ pub async fn handle(
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        parts.uri = match Uri::try_from(format!("http://{}{path}", snap.upstream)) {
+        parts.uri = match Uri::try_from(format!("http://{}{path}", conn.authority(&snap))) {
             Ok(u) => u,
             Err(e) => {
                 return Ok(local(

@@ -23,6 +23,7 @@ pub async fn serve(
     feed: RouteFeed,
     route: Arc<HttpRoute>,
     drain: CancellationToken,
+    original: Option<SocketAddr>,
 ) {
     let snap = feed.current.load_full();
     let _active = snap.metrics.connection();
@@ -33,14 +34,18 @@ pub async fn serve(
         seed: fastrand::u64(..),
         started: Instant::now(),
         client: peer,
-        upstream: None,
+        upstream: original,
     };
     let mut counted = [Vec::new(), Vec::new()];
     if let Err(cut) = admit(&mut rx, &ctx, &mut counted, &stream).await {
         return finish(stream, None, cut);
     }
 
-    let state = Arc::new(ConnState::new(feed.current.clone(), route.clone()));
+    let state = Arc::new(ConnState::new(
+        feed.current.clone(),
+        route.clone(),
+        original,
+    ));
     let svc = service_fn(move |req| proxy::handle(state.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::body::{BoxError, ProxyBody};
 
@@ -16,11 +15,12 @@ use super::body::{BoxError, ProxyBody};
 pub async fn forward(
     mut req: Request<Incoming>,
     upstream: SocketAddr,
+    mark: Option<u32>,
+    connect_timeout: std::time::Duration,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let is_connect = req.method() == Method::CONNECT;
-    let stream = TcpStream::connect(upstream).await?;
-    let _ = stream.set_nodelay(true);
+    let stream = crate::tcp::connect::connect(upstream, mark, connect_timeout).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {

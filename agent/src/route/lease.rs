@@ -201,7 +201,7 @@ pub(crate) fn validate_guards(
 ) -> Result<(), DesiredError> {
     for (index, g) in guards.iter().enumerate() {
         let message = match protocol(&g.route) {
-            Some(p) if p.is_http() => continue,
+            Some(p) if p.is_http() || p == Protocol::Auto => continue,
             Some(p) => format!(
                 "route {:?} is a {p} route; a local guard needs the request counters of an http or grpc route",
                 g.route

@@ -10,8 +10,11 @@
 //! - [`trips`]: which local guards tripped and the faults they keep off (see `crate::guard`).
 //! - [`expiry`]: the task that removes faults when their expiry passes and ends a lease that
 //!   runs out.
-//! - [`protocol`]: what a route speaks (tcp, http, grpc) and its HTTP options.
+//! - [`protocol`]: what a route speaks (tcp, http, grpc, auto) and its HTTP options.
+//! - [`capture`]: captured routes: matched by a redirected connection's original destination
+//!   instead of owning a listener; the list the capture listeners read.
 
+pub mod capture;
 pub mod expiry;
 pub mod lease;
 pub mod protocol;
@@ -21,6 +24,7 @@ pub mod trips;
 pub mod upstream;
 
 pub use self::{
+    capture::{CaptureDirection, CaptureMatch, CapturedRoute, CapturedRoutes},
     lease::{Applied, DesiredError, DesiredState, LeaseStatus},
     protocol::{HttpOptions, Protocol},
     snapshot::{ActiveFault, RouteSnapshot, RouteState},

@@ -12,6 +12,10 @@ pub enum Protocol {
     Http,
     /// gRPC over cleartext HTTP/2.
     Grpc,
+    /// Captured routes only: told per connection from its first bytes (an HTTP/2 preface or an
+    /// HTTP/1 request line is HTTP, anything else TCP). Byte-level faults act on the TCP
+    /// connections, request-level faults on the HTTP ones; down and partition on both.
+    Auto,
 }
 
 impl Protocol {
@@ -20,11 +24,13 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
             Protocol::Grpc => "grpc",
+            Protocol::Auto => "auto",
         }
     }
 
+    /// Served by the HTTP data plane on every connection.
     pub fn is_http(self) -> bool {
-        self != Protocol::Tcp
+        matches!(self, Protocol::Http | Protocol::Grpc)
     }
 }
 
@@ -36,7 +42,10 @@ impl FromStr for Protocol {
             "tcp" => Ok(Protocol::Tcp),
             "http" => Ok(Protocol::Http),
             "grpc" => Ok(Protocol::Grpc),
-            other => Err(format!("{other:?} is not a protocol (tcp, http, grpc)")),
+            "auto" => Ok(Protocol::Auto),
+            other => Err(format!(
+                "{other:?} is not a protocol (tcp, http, grpc, or auto for captured routes)"
+            )),
         }
     }
 }

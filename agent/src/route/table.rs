@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::capture::{CaptureMatch, CapturedRoute, CapturedRoutes, Passthrough};
 use super::lease::{self, Applied, DesiredError, DesiredState, Lease, LeaseStatus, RouteFacts};
 use super::trips::Trips;
 use super::{ActiveFault, HttpOptions, Protocol, RouteSnapshot, RouteState, Upstream};
@@ -36,11 +37,15 @@ use crate::tcp::{Accepting, DataPlane};
 pub struct RouteSpec {
     pub name: String,
     /// `HOST:PORT`; port 0 picks a free port (the route then reports the port it got).
+    /// Unused by a captured route.
     pub listen: String,
     pub upstream: Upstream,
     pub enabled: bool,
     pub protocol: Protocol,
     pub http: HttpOptions,
+    /// A captured route: no listener; it takes the connections redirected to a capture
+    /// listener whose original destination it matches (see [`super::capture`]).
+    pub capture: Option<CaptureMatch>,
 }
 
 impl RouteSpec {
@@ -53,6 +58,7 @@ impl RouteSpec {
             enabled: true,
             protocol: Protocol::Tcp,
             http: HttpOptions::default(),
+            capture: None,
         }
     }
 }
@@ -80,13 +86,15 @@ pub struct RouteUpdate {
 #[derive(Clone, Debug)]
 pub struct RouteView {
     pub name: String,
-    /// The address actually bound (or last bound, while the listener is closed).
+    /// The address actually bound (or last bound, while the listener is closed); unspecified
+    /// (`0.0.0.0:0`) for a captured route.
     pub listen: SocketAddr,
     pub upstream: Upstream,
     pub enabled: bool,
     pub protocol: Protocol,
     pub http: HttpOptions,
     pub faults: Vec<FaultView>,
+    pub capture: Option<CaptureMatch>,
 }
 
 /// A fault as the APIs show it.
@@ -134,6 +142,9 @@ struct Entry {
     accept: Option<Accepting>,
     metrics: Arc<RouteMetrics>,
     name: Arc<str>,
+    capture: Option<CaptureMatch>,
+    /// Creation order: captured routes are tried in it.
+    seq: u64,
 }
 
 struct Inner {
@@ -157,6 +168,11 @@ pub struct RouteTable {
     closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Wakes the expiry task when the set of expiries changes.
     pub(crate) changed: Notify,
+    /// The captured routes, republished whenever one is created or removed; capture listeners
+    /// load it once per connection, lock-free.
+    captured: Arc<arc_swap::ArcSwap<CapturedRoutes>>,
+    /// Counters of captured connections no route took.
+    pub passthrough: Passthrough,
 }
 
 impl RouteTable {
@@ -172,6 +188,8 @@ impl RouteTable {
             closing: Mutex::new(Vec::new()),
             plane,
             changed: Notify::new(),
+            captured: Arc::new(arc_swap::ArcSwap::from_pointee(CapturedRoutes::default())),
+            passthrough: Passthrough::default(),
         })
     }
 
@@ -195,20 +213,40 @@ impl RouteTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The captured routes, in creation order, as the capture listeners read them.
+    pub fn captured(&self) -> Arc<arc_swap::ArcSwap<CapturedRoutes>> {
+        self.captured.clone()
+    }
+
+    /// The data plane the table's routes run on.
+    pub fn plane(&self) -> &DataPlane {
+        &self.plane
+    }
+
     pub fn create(&self, spec: RouteSpec) -> Result<RouteView, RouteError> {
         validate_name("name", &spec.name)?;
+        validate_capture(&spec)?;
         let mut inner = self.lock();
         if inner.routes.contains_key(&spec.name) {
             return Err(RouteError::RouteExists(spec.name));
         }
-        let listener = self
-            .plane
-            .bind(&spec.listen)
-            .map_err(|source| RouteError::Bind {
-                addr: spec.listen.clone(),
-                source,
-            })?;
-        let listen = listener.local_addr();
+        let listener = match spec.capture {
+            Some(_) => None,
+            None => Some(
+                self.plane
+                    .bind(&spec.listen)
+                    .map_err(|source| RouteError::Bind {
+                        addr: spec.listen.clone(),
+                        source,
+                    })?,
+            ),
+        };
+        let listen = listener.as_ref().map_or(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            crate::tcp::Listeners::local_addr,
+        );
+        let seq = inner.next_key;
+        inner.next_key += 1;
         let name: Arc<str> = spec.name.as_str().into();
         let metrics = Arc::new(RouteMetrics::default());
         let placeholder = Arc::new(RouteSnapshot {
@@ -233,14 +271,29 @@ impl RouteTable {
             accept: None,
             metrics,
             name,
+            capture: spec.capture,
+            seq,
         };
         entry.emit();
-        if entry.wants_listener() {
+        if let Some(listener) = listener
+            && entry.wants_listener()
+        {
             entry.accept = Some(self.plane.serve(listener, entry.feed()));
         }
-        tracing::info!(route = %spec.name, %listen, upstream = %entry.upstream, "route created");
+        match &entry.capture {
+            Some(c) => {
+                tracing::info!(route = %spec.name, capture = %c, upstream = %entry.upstream, "captured route created")
+            }
+            None => {
+                tracing::info!(route = %spec.name, %listen, upstream = %entry.upstream, "route created")
+            }
+        }
         let view = entry.view();
+        let captured = entry.capture.is_some();
         inner.routes.insert(spec.name, entry);
+        if captured {
+            self.publish_captured(&inner);
+        }
         Ok(view)
     }
 
@@ -256,6 +309,22 @@ impl RouteTable {
             .routes
             .get_mut(name)
             .ok_or_else(|| RouteError::RouteNotFound(name.into()))?;
+        let moves = update
+            .listen
+            .as_ref()
+            .is_some_and(|l| l.parse::<SocketAddr>().ok() != Some(entry.listen));
+        if entry.capture.is_some() && moves {
+            return Err(RouteError::Invalid {
+                field: "listen",
+                message: "a captured route has no listener".into(),
+            });
+        }
+        if entry.capture.is_none() && update.upstream == Some(Upstream::Original) {
+            return Err(RouteError::Invalid {
+                field: "upstream",
+                message: "\"original\" is only for captured routes".into(),
+            });
+        }
         // Bind a new address first, so a failure changes nothing.
         let mut new_listener = None;
         if let Some(listen) = &update.listen {
@@ -323,6 +392,9 @@ impl RouteTable {
         }
         entry.faults.clear();
         entry.emit_state(RouteState::Removed);
+        if entry.capture.is_some() {
+            self.publish_captured(&inner);
+        }
         tracing::info!(route = name, "route removed");
         Ok(())
     }
@@ -780,6 +852,29 @@ impl RouteTable {
         (cleared, pending)
     }
 
+    /// Publishes the captured routes, in creation order, to the capture listeners.
+    fn publish_captured(&self, inner: &Inner) {
+        let mut routes: Vec<(u64, CapturedRoute)> = inner
+            .routes
+            .values()
+            .filter_map(|e| {
+                let capture = e.capture.clone()?;
+                Some((
+                    e.seq,
+                    CapturedRoute {
+                        name: e.name.clone(),
+                        capture,
+                        feed: e.feed(),
+                    },
+                ))
+            })
+            .collect();
+        routes.sort_by_key(|(seq, _)| *seq);
+        self.captured.store(Arc::new(CapturedRoutes {
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+        }));
+    }
+
     /// Publishes the entry's current state and opens or closes its listener to match.
     /// Returns true if the listener should be open but could not be bound.
     fn publish(&self, entry: &mut Entry) -> bool {
@@ -842,8 +937,10 @@ impl Entry {
     }
 
     /// The listener is open while the route is enabled and no `down` fault with toxicity 1 is on.
+    /// A captured route has none (its connections come through the capture listeners).
     fn wants_listener_with(&self, enabled: bool) -> bool {
-        enabled
+        self.capture.is_none()
+            && enabled
             && !self.faults.iter().any(|f| {
                 matches!(f.fault.kind, FaultKind::Down(_)) && f.fault.toxicity.get() >= 1.0
             })
@@ -866,6 +963,7 @@ impl Entry {
                     counters: f.counters.clone(),
                 })
                 .collect(),
+            capture: self.capture.clone(),
         }
     }
 }
@@ -881,7 +979,9 @@ pub struct RouteFeed {
 /// Byte-level faults need the TCP data plane; request-level faults need an HTTP route.
 pub(super) fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), RouteError> {
     let tag = fault.kind.tag();
-    let fits = if protocol.is_http() {
+    let fits = if protocol == Protocol::Auto {
+        true
+    } else if protocol.is_http() {
         tag.is_request_level()
             || matches!(
                 tag,
@@ -898,6 +998,26 @@ pub(super) fn check_protocol(protocol: Protocol, fault: &Fault) -> Result<(), Ro
             message: format!("a {} fault cannot act on a {protocol} route", tag.name()),
         })
     }
+}
+
+/// `upstream: original` and `protocol: auto` need a captured route.
+fn validate_capture(spec: &RouteSpec) -> Result<(), RouteError> {
+    if spec.capture.is_some() {
+        return Ok(());
+    }
+    if spec.upstream == Upstream::Original {
+        return Err(RouteError::Invalid {
+            field: "upstream",
+            message: "\"original\" is only for captured routes".into(),
+        });
+    }
+    if spec.protocol == Protocol::Auto {
+        return Err(RouteError::Invalid {
+            field: "protocol",
+            message: "\"auto\" is only for captured routes".into(),
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn validate_name(field: &'static str, name: &str) -> Result<(), RouteError> {

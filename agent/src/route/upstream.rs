@@ -1,5 +1,6 @@
-//! Where a route forwards: an address, or a host name resolved when a connection opens
-//! (so a route to `db.internal:5432` follows DNS changes, as Toxiproxy's does).
+//! Where a route forwards: an address, a host name resolved when a connection opens
+//! (so a route to `db.internal:5432` follows DNS changes, as Toxiproxy's does), or, for a
+//! captured route, each connection's original destination.
 
 use std::fmt;
 use std::io;
@@ -10,13 +11,26 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Upstream {
     Addr(SocketAddr),
-    Host { host: Arc<str>, port: u16 },
+    Host {
+        host: Arc<str>,
+        port: u16,
+    },
+    /// `original`: where the captured connection was going (`SO_ORIGINAL_DST`).
+    Original,
 }
 
 impl Upstream {
-    pub async fn resolve(&self) -> io::Result<SocketAddr> {
+    /// The address to connect to; `original` is the connection's original destination, when
+    /// it was captured.
+    pub async fn resolve(&self, original: Option<SocketAddr>) -> io::Result<SocketAddr> {
         match self {
             Upstream::Addr(a) => Ok(*a),
+            Upstream::Original => original.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "upstream \"original\" needs a captured connection",
+                )
+            }),
             Upstream::Host { host, port } => tokio::net::lookup_host((&**host, *port))
                 .await?
                 .next()
@@ -31,6 +45,9 @@ impl FromStr for Upstream {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        if s == "original" {
+            return Ok(Upstream::Original);
+        }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Upstream::Addr(addr));
         }
@@ -62,6 +79,7 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Addr(a) => a.fmt(f),
             Upstream::Host { host, port } => write!(f, "{host}:{port}"),
+            Upstream::Original => f.write_str("original"),
         }
     }
 }
@@ -84,6 +102,7 @@ mod tests {
             "localhost:6379".parse::<Upstream>().unwrap().to_string(),
             "localhost:6379"
         );
+        assert_eq!("original".parse::<Upstream>().unwrap(), Upstream::Original);
         for bad in [
             "",
             "nohost",

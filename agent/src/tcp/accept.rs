@@ -19,6 +19,7 @@ pub async fn run(
     let settings = ConnSettings {
         connect_timeout: plane.connect_timeout,
         epoch: plane.epoch,
+        mark: plane.mark,
     };
     let (route, protocol) = {
         let snap = feed.current.load();
@@ -27,7 +28,7 @@ pub async fn run(
     // HTTP routes share pooled upstream clients among the listener's connections.
     let http_route = protocol
         .is_http()
-        .then(|| HttpRoute::new(protocol, plane.connect_timeout, plane.epoch));
+        .then(|| HttpRoute::new(protocol, plane.connect_timeout, plane.epoch, plane.mark));
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -40,7 +41,7 @@ pub async fn run(
                 None => {
                     plane
                         .tracker
-                        .spawn(conn::handle(sock, peer, feed.rx.clone(), settings));
+                        .spawn(conn::handle(sock, peer, feed.rx.clone(), settings, None));
                 }
                 Some(h) => {
                     plane.tracker.spawn(http::server::serve(
@@ -49,6 +50,7 @@ pub async fn run(
                         feed.clone(),
                         h.clone(),
                         plane.drain.clone(),
+                        None,
                     ));
                 }
             },

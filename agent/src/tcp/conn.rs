@@ -31,13 +31,18 @@ type Snapshots = watch::Receiver<Arc<RouteSnapshot>>;
 pub struct ConnSettings {
     pub connect_timeout: Duration,
     pub epoch: std::time::Instant,
+    /// `SO_MARK` for the upstream socket.
+    pub mark: Option<u32>,
 }
 
+/// Serves one client connection; `original` is its original destination when it was
+/// captured (the upstream of a route whose upstream is `original`).
 pub async fn handle(
     mut client: TcpStream,
     peer: SocketAddr,
     mut rx: Snapshots,
     settings: ConnSettings,
+    original: Option<SocketAddr>,
 ) {
     let snap = rx.borrow_and_update().clone();
     let metrics = snap.metrics.clone();
@@ -54,7 +59,7 @@ pub async fn handle(
     if let Err(cut) = admit(&mut rx, &ctx, &mut counted, &client).await {
         return finish(client, None, cut);
     }
-    let upstream_addr = match snap.upstream.resolve().await {
+    let upstream_addr = match snap.upstream.resolve(original).await {
         Ok(a) => a,
         Err(e) => return upstream_failed(&snap, &metrics, settings, &e),
     };
@@ -64,17 +69,11 @@ pub async fn handle(
         return finish(client, None, cut);
     }
     let mut upstream =
-        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(upstream_addr))
-            .await
+        match super::connect::connect(upstream_addr, settings.mark, settings.connect_timeout).await
         {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return upstream_failed(&snap, &metrics, settings, &e),
-            Err(_) => {
-                let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                return upstream_failed(&snap, &metrics, settings, &e);
-            }
+            Ok(s) => s,
+            Err(e) => return upstream_failed(&snap, &metrics, settings, &e),
         };
-    let _ = upstream.set_nodelay(true);
 
     let cut = relay(
         &mut client,

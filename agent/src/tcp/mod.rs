@@ -1,6 +1,7 @@
 //! The TCP data plane: accept, connect upstream, move bytes, inject faults.
 //!
 //! - [`accept`]: one task per open listener; admits or refuses each new connection.
+//! - [`connect`]: upstream connections, marked with `--mark` (`SO_MARK`).
 //! - [`conn`]: one task per connection; connects upstream and runs the relay loop, switching
 //!   between the fast path and the faulted path as the route's snapshot changes.
 //! - [`plan`]: turns a snapshot into what one flow of one connection must do (compiled once per
@@ -13,6 +14,7 @@
 
 pub mod accept;
 pub mod conn;
+pub mod connect;
 pub mod fast;
 pub mod faulted;
 pub mod plan;
@@ -40,6 +42,8 @@ pub struct DataPlane {
     pub connect_timeout: Duration,
     /// Reference point for rate-limited logs.
     pub epoch: std::time::Instant,
+    /// `SO_MARK` for every upstream socket (`--mark`); set before the first route is served.
+    pub mark: Option<u32>,
     workers: Arc<Workers>,
 }
 
@@ -55,6 +59,7 @@ impl DataPlane {
             tracker: TaskTracker::new(),
             connect_timeout,
             epoch: std::time::Instant::now(),
+            mark: None,
             workers: Workers::start(threads)?,
         })
     }
@@ -102,16 +107,31 @@ impl DataPlane {
 
     /// Starts accepting on `listeners` (one accept task per worker) for the route `feed` carries.
     pub fn serve(&self, listeners: Listeners, feed: RouteFeed) -> Accepting {
+        self.spawn_accept(listeners, move |l, stop, plane| {
+            accept::run(l, feed.clone(), stop, plane)
+        })
+    }
+
+    /// Runs `accept(listener, stop, plane)` on every worker, one listening socket each.
+    pub fn spawn_accept<F, Fut>(&self, listeners: Listeners, accept: F) -> Accepting
+    where
+        F: Fn(tokio::net::TcpListener, CancellationToken, DataPlane) -> Fut
+            + Clone
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let stop = self.drain.child_token();
         let tasks = listeners
             .sockets
             .into_iter()
             .zip(self.workers.handles())
             .map(|(socket, handle)| {
-                let (feed, stop, plane) = (feed.clone(), stop.clone(), self.clone());
+                let (stop, plane, accept) = (stop.clone(), self.clone(), accept.clone());
                 handle.spawn(async move {
+                    // Registered with the worker's reactor, inside the worker.
                     match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => accept::run(l, feed, stop, plane).await,
+                        Ok(l) => accept(l, stop, plane).await,
                         Err(e) => tracing::error!(error = %e, "cannot register a listener"),
                     }
                 })
