@@ -3,18 +3,22 @@
 //!
 //! - [`args`]: the command line (clap), each flag with its environment variable.
 //! - [`file`]: the config file (YAML, JSON, or Toxiproxy's JSON list of proxies).
+//! - [`tls`]: TLS towards the controller (`--tls-ca`, `--tls-cert`, `--tls-key`).
 
 pub mod args;
 pub mod file;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::auth::AdminToken;
 use crate::fault::Fault;
 use crate::route::RouteSpec;
 
 pub use self::args::Args;
+pub use self::tls::ClientTls;
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +31,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     pub admin: SocketAddr,
+    /// The admin API's bearer token (`--admin-token-file`); required off loopback.
+    pub admin_token: Option<AdminToken>,
     pub routes: Vec<RouteSpec>,
     /// Faults to install at start, by route name.
     pub faults: Vec<(String, Fault)>,
@@ -43,10 +49,12 @@ pub struct AgentConfig {
 /// `--label`).
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
-    /// `http://HOST:PORT`.
+    /// `http://HOST:PORT`, or `https://HOST:PORT` with [`ControllerConfig::tls`].
     pub url: http::Uri,
     pub agent_id: String,
     pub labels: BTreeMap<String, String>,
+    /// TLS towards the controller; set exactly when the URL is `https://`.
+    pub tls: Option<ClientTls>,
 }
 
 impl ControllerConfig {
@@ -57,11 +65,50 @@ impl ControllerConfig {
         labels: BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let flat: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = args::parse_controller(url)?;
+        check_scheme(&url, false)?;
         Ok(ControllerConfig {
-            url: args::parse_controller(url)?,
+            url,
             agent_id: args::check_agent_id(agent_id)?,
             labels: args::parse_labels(&flat)?,
+            tls: None,
         })
+    }
+
+    /// Validates an `https://` controller URL with its TLS settings.
+    pub fn with_tls(
+        url: &str,
+        agent_id: &str,
+        labels: BTreeMap<String, String>,
+        tls: ClientTls,
+    ) -> Result<Self, ConfigError> {
+        let flat: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = args::parse_controller(url)?;
+        check_scheme(&url, true)?;
+        Ok(ControllerConfig {
+            url,
+            agent_id: args::check_agent_id(agent_id)?,
+            labels: args::parse_labels(&flat)?,
+            tls: Some(tls),
+        })
+    }
+}
+
+/// `https://` goes with TLS settings, `http://` without.
+fn check_scheme(url: &http::Uri, tls: bool) -> Result<(), ConfigError> {
+    match (url.scheme_str() == Some("https"), tls) {
+        (true, false) => Err(ConfigError::new(
+            "--controller",
+            format!(
+                "{url} is https:// but no --tls-ca (FAULTLINE_TLS_CA) names the CA of the \
+                 controller's certificate"
+            ),
+        )),
+        (false, true) => Err(ConfigError::new(
+            "--tls-ca",
+            format!("TLS settings need an https:// --controller, not {url}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -122,14 +169,33 @@ impl AgentConfig {
         }
         let labels = args::parse_labels(&args.label)?;
         let controller = match &args.controller {
-            Some(url) => Some(ControllerConfig {
-                url: args::parse_controller(url)?,
-                agent_id: match &args.agent_id {
-                    Some(id) => args::check_agent_id(id)?,
-                    None => default_agent_id(),
-                },
-                labels,
-            }),
+            Some(url) => {
+                let url = args::parse_controller(url)?;
+                let tls = match &args.tls_ca {
+                    Some(ca) => Some(ClientTls::load(
+                        ca,
+                        args.tls_cert.as_deref(),
+                        args.tls_key.as_deref(),
+                    )?),
+                    None if args.tls_cert.is_some() || args.tls_key.is_some() => {
+                        return Err(ConfigError::new(
+                            "--tls-ca",
+                            "needed with --tls-cert and --tls-key (the CA of the controller's certificate)",
+                        ));
+                    }
+                    None => None,
+                };
+                check_scheme(&url, tls.is_some())?;
+                Some(ControllerConfig {
+                    url,
+                    agent_id: match &args.agent_id {
+                        Some(id) => args::check_agent_id(id)?,
+                        None => default_agent_id(),
+                    },
+                    labels,
+                    tls,
+                })
+            }
             // Labels and an id without a controller are validated and unused (a chart may set
             // them whatever the controller setting).
             None => {
@@ -139,8 +205,26 @@ impl AgentConfig {
                 None
             }
         };
+        let admin_token = match &args.admin_token_file {
+            Some(path) => Some(
+                AdminToken::load(path).map_err(|e| ConfigError::new("--admin-token-file", e))?,
+            ),
+            None => None,
+        };
+        if admin_token.is_none() && !args.admin.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "--admin",
+                format!(
+                    "{} is not a loopback address: an admin API reachable from the network \
+                     needs a token (--admin-token-file / FAULTLINE_ADMIN_TOKEN_FILE), or bind \
+                     it to 127.0.0.1",
+                    args.admin
+                ),
+            ));
+        }
         Ok(AgentConfig {
             admin: args.admin,
+            admin_token,
             routes,
             faults,
             log_format: args.log_format,

@@ -152,7 +152,14 @@ async fn session(
     config: &ControllerConfig,
     connected: &mut bool,
 ) -> SessionEnd {
-    let channel = match tonic::transport::Endpoint::from(config.url.clone())
+    let mut endpoint = tonic::transport::Endpoint::from(config.url.clone());
+    if let Some(tls) = &config.tls {
+        endpoint = match endpoint.tls_config(tls.client_config()) {
+            Ok(e) => e,
+            Err(e) => return SessionEnd::Connect(e),
+        };
+    }
+    let channel = match endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
