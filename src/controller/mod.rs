@@ -34,7 +34,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
     match command {
         ControllerCommand::Apply { file, controller } => {
             let request = read_spec(&file)?;
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let created = client.experiments.create(request).await?.into_inner();
             output::line(&format!("experiment/{} created", created.name))?;
             let started = client
@@ -59,7 +59,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
         }
         ControllerCommand::Create { file, controller } => {
             let request = read_spec(&file)?;
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let created = client.experiments.create(request).await?.into_inner();
             output::line(&format!(
                 "experiment/{} created ({})",
@@ -69,7 +69,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Start { name, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let started = client
                 .experiments
                 .start(StartExperimentRequest { name })
@@ -80,7 +80,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
         }
         ControllerCommand::Get { what } => match what {
             GetWhat::Experiments { output, controller } => {
-                let mut client = Client::connect(&controller.controller).await?;
+                let mut client = Client::connect(&controller).await?;
                 let list = client
                     .experiments
                     .list(ListExperimentsRequest { states: Vec::new() })
@@ -90,7 +90,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
                 Ok(())
             }
             GetWhat::Agents { output, controller } => {
-                let mut client = Client::connect(&controller.controller).await?;
+                let mut client = Client::connect(&controller).await?;
                 let list = client
                     .agents
                     .list(ListAgentsRequest::default())
@@ -103,7 +103,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
         ControllerCommand::Describe {
             what: Describe::Experiment { name, controller },
         } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let got = client
                 .experiments
                 .get(GetExperimentRequest { name })
@@ -120,7 +120,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             reason,
             controller,
         } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let aborted = client
                 .experiments
                 .abort(AbortExperimentRequest { name, reason })
@@ -135,7 +135,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Delete { name, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             client
                 .experiments
                 .delete(DeleteExperimentRequest { name: name.clone() })
@@ -144,7 +144,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::StopAll { reason, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let stopped = client
                 .experiments
                 .stop_all(StopAllRequest { reason })
@@ -160,7 +160,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Resume { controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let resumed = client
                 .experiments
                 .resume(ResumeRequest {})
