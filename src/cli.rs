@@ -28,8 +28,8 @@ use crate::validate::ValidateArgs;
 /// controller's own parser, and prints FILE:LINE:COL: FIELD: message for the
 /// first error.
 ///
-/// apply, create, start, get, describe, abort, delete, stop-all and resume talk to the controller
-/// over gRPC, at --controller or FAULTLINE_CONTROLLER (default
+/// apply, create, start, get, describe, abort, delete, stop-all, resume and audit talk to the
+/// controller over gRPC, at --controller or FAULTLINE_CONTROLLER (default
 /// http://127.0.0.1:7070). A refusal prints the gRPC code and the controller's
 /// message, which names the field at fault. A controller with authentication
 /// takes a bearer token (--token-file, FAULTLINE_TOKEN_FILE or FAULTLINE_TOKEN)

@@ -236,6 +236,60 @@ async fn the_cli_needs_a_valid_token_or_operator_certificate_and_certs_made_by_i
     assert_ne!(plain.code, 0, "{plain:?}");
     assert!(plain.stderr.contains("https://"), "{plain:?}");
 
+    // The audit log, through the CLI: every call above, oldest first.
+    let refused = cli(&["audit"], &base).await;
+    assert_eq!(
+        refused.code, 1,
+        "the audit log is for operators too: {refused:?}"
+    );
+    let audit = cli(
+        &["audit", "-o", "json"],
+        &with(&[("FAULTLINE_TOKEN", TOKEN)]),
+    )
+    .await;
+    assert_eq!(audit.code, 0, "{audit:?}");
+    let doc: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let rows = doc["records"].as_array().unwrap();
+    let first = &rows[0];
+    assert_eq!(
+        (&first["principal"], &first["action"], &first["outcome"]),
+        (
+            &"unauthenticated".into(),
+            &"AgentRegistry/List".into(),
+            &"denied".into()
+        ),
+        "{first}"
+    );
+    assert!(
+        first["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    let who: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("unauthenticated", "denied"),
+            ("invalid-token", "denied"),
+            ("token:ci", "ok"),
+            ("token:ci", "ok"),
+            ("operator:ops", "ok"),
+            ("agent:agent-a", "denied"),
+            ("unauthenticated", "denied"),
+            // This very call, read while it runs.
+            ("token:ci", "allowed"),
+        ]
+    );
+    let table = cli(&["audit"], &with(&[("FAULTLINE_TOKEN", TOKEN)])).await;
+    assert!(table.stdout.starts_with("AT "), "{table:?}");
+
     agent.shutdown(Duration::from_secs(1)).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;

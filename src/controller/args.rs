@@ -143,6 +143,18 @@ pub enum ControllerCommand {
         #[command(flatten)]
         controller: ControllerAddr,
     },
+    /// The controller's audit log, oldest first: who called what, on which experiment, when,
+    /// from where, and how it ended (denied, ok, error).
+    Audit {
+        /// The most recent N records (at most 10000).
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]

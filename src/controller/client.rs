@@ -194,21 +194,25 @@ impl fmt::Display for Failure {
                 code_name(s.code()),
                 s.message()
             ),
-            // tonic's word for a connection that failed under the call, e.g. plaintext spoken
-            // to a TLS port.
-            Failure::Grpc(s) if s.code() == Code::Unknown && s.message() == "transport error" => {
-                write!(
-                    f,
-                    "UNKNOWN: transport error (the connection failed; a controller serving TLS \
-                     needs an https:// --controller and --ca)"
-                )
-            }
+            Failure::Grpc(s) if connection_broke(s) => write!(
+                f,
+                "UNKNOWN: {} (the connection failed under the call; a controller serving TLS \
+                 needs an https:// --controller and --ca)",
+                s.message()
+            ),
             Failure::Grpc(s) => write!(f, "{}: {}", code_name(s.code()), s.message()),
             Failure::Unreachable(m) | Failure::Usage(m) => f.write_str(m),
             Failure::Other(e) => write!(f, "{e:#}"),
             Failure::Then(first, note) => write!(f, "{first}\nfaultline: {note}"),
         }
     }
+}
+
+/// tonic's words for a connection that broke under a call (plaintext spoken to a TLS port
+/// ends one way or the other, depending on timing).
+fn connection_broke(s: &Status) -> bool {
+    s.code() == Code::Unknown
+        && (s.message() == "transport error" || s.message().starts_with("h2 protocol error"))
 }
 
 /// `InvalidArgument` → `INVALID_ARGUMENT`, as gRPC names its codes.

@@ -3,9 +3,11 @@
 //!
 //! - [`args`]: the subcommands, their flags and the controller's address.
 //! - [`client`]: the connection, and how a gRPC status becomes a message and an exit code.
+//! - [`audit`]: `faultline audit`, the controller's audit log.
 //! - [`render`]: wire messages to tables, JSON, YAML and the `describe` page.
 
 pub mod args;
+pub mod audit;
 pub mod client;
 pub mod render;
 
@@ -14,8 +16,8 @@ use std::process::ExitCode;
 
 use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest, GetExperimentRequest,
-    ListAgentsRequest, ListExperimentsRequest, ResumeRequest, StartExperimentRequest,
-    StopAllRequest, create_experiment_request,
+    ListAgentsRequest, ListAuditRequest, ListExperimentsRequest, ResumeRequest,
+    StartExperimentRequest, StopAllRequest, create_experiment_request,
 };
 
 use self::args::{ControllerCommand, Describe, GetWhat};
@@ -76,6 +78,20 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             output::line(&render::started(&started))?;
+            Ok(())
+        }
+        ControllerCommand::Audit {
+            limit,
+            output,
+            controller,
+        } => {
+            let mut client = Client::connect(&controller).await?;
+            let list = client
+                .experiments
+                .list_audit(ListAuditRequest { limit })
+                .await?
+                .into_inner();
+            audit::render(&list.records, output)?;
             Ok(())
         }
         ControllerCommand::Get { what } => match what {

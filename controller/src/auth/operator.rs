@@ -11,6 +11,7 @@ use faultline_proto::v1::{
     ResumeResponse, StartExperimentRequest, StopAllRequest, StopAllResponse, ValidateRequest,
     ValidateResponse, WatchExperimentRequest,
 };
+use faultline_proto::v1::{ListAuditRequest, ListAuditResponse};
 use tonic::{Request, Response, Status};
 
 use super::Gate;
@@ -215,6 +216,21 @@ impl<S: ExperimentService> ExperimentService for Guarded<S> {
             None,
             None,
             resume,
+            none
+        )
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        guarded!(
+            self,
+            request,
+            "ExperimentService/ListAudit",
+            None,
+            None,
+            list_audit,
             none
         )
     }
