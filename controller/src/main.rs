@@ -143,6 +143,8 @@ fn parse_config() -> Result<(Config, Leases, SocketAddr, Trust), ExitCode> {
         tokens,
         insecure: args.insecure,
     };
+    // Before anything is bound.
+    trust.check(args.listen).map_err(|e| usage(&e))?;
     Ok((
         Config {
             listen: args.listen,

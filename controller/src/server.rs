@@ -168,6 +168,7 @@ impl Server {
     /// non-loopback address with no authentication unless `trust.insecure`.
     pub fn with_trust(mut self, trust: Trust) -> Result<Self, ServeError> {
         trust.check(self.config.listen)?;
+        trust.warn_unprotected(self.config.listen);
         self.trust = trust;
         Ok(self)
     }

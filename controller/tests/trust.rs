@@ -434,3 +434,60 @@ async fn operator_calls_need_a_token_or_an_operator_certificate_and_are_audited(
     assert_eq!(lists, 2);
     c.stop().await;
 }
+
+#[test]
+fn the_binary_refuses_bad_trust_settings_before_binding_anything() {
+    const CONTROLLER: &str = env!("CARGO_BIN_EXE_faultline-controller");
+    let dir = TempDir::new("trust-flags");
+    let data = dir.0.join("data");
+    let missing = dir.0.join("missing.pem");
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, "ci short\n").unwrap();
+    let (data, missing, tokens) = (
+        data.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        tokens.to_str().unwrap(),
+    );
+    let cases: &[(&[&str], &[&str])] = &[
+        // Open on every address: refused, naming the way out.
+        (
+            &["--listen", "0.0.0.0:0"],
+            &["0.0.0.0:0", "--insecure", "--tokens-file"],
+        ),
+        (
+            &["--tls-cert", missing],
+            &["--tls-key is needed with --tls-cert"],
+        ),
+        (
+            &[
+                "--tls-cert",
+                missing,
+                "--tls-key",
+                missing,
+                "--tls-client-ca",
+                missing,
+            ],
+            &["--tls-cert", "missing.pem"],
+        ),
+        (
+            &["--tokens-file", tokens],
+            &["--tokens-file", "tokens:1", "16"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = std::process::Command::new(CONTROLLER)
+            .args(["--data-dir", data, "--metrics", "127.0.0.1:0"])
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        for needle in *needles {
+            assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
+        }
+    }
+    assert!(
+        !std::path::Path::new(data).exists(),
+        "refused before the store was opened"
+    );
+}

@@ -56,26 +56,29 @@ impl Trust {
         self.tls.is_some() || self.tokens.is_some()
     }
 
-    /// Refuses an open controller on a non-loopback address (unless `insecure`); logs what is
-    /// left unprotected otherwise.
+    /// Refuses an open controller on a non-loopback address (unless `insecure`). The binary
+    /// calls it before binding anything; [`Server::with_trust`](crate::server::Server::with_trust)
+    /// again.
     pub fn check(&self, listen: SocketAddr) -> Result<(), TrustError> {
+        if !self.authenticates() && !listen.ip().is_loopback() && !self.insecure {
+            return Err(TrustError::OpenOnNetwork { listen });
+        }
+        Ok(())
+    }
+
+    /// Logs what is left unprotected.
+    pub fn warn_unprotected(&self, listen: SocketAddr) {
         if !self.authenticates() {
-            if !listen.ip().is_loopback() && !self.insecure {
-                return Err(TrustError::OpenOnNetwork { listen });
-            }
             tracing::warn!(
                 %listen,
                 "no authentication configured (--tls-* or --tokens-file): anyone who can reach \
                  the controller may run experiments and connect as an agent"
             );
-            return Ok(());
-        }
-        if self.tls.is_none() {
+        } else if self.tls.is_none() {
             tracing::warn!(
                 "no TLS configured: bearer tokens cross the network in clear text and agents \
                  connect unauthenticated; configure --tls-cert, --tls-key and --tls-client-ca"
             );
         }
-        Ok(())
     }
 }
