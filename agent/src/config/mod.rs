@@ -296,6 +296,36 @@ mod tests {
     }
 
     #[test]
+    fn https_takes_the_ca_and_the_agents_certificate() {
+        let dir = std::env::temp_dir().join(format!("faultline-agent-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = |name: &str, kind: &str| {
+            let path = dir.join(name);
+            std::fs::write(
+                &path,
+                format!("-----BEGIN {kind}-----\nAA==\n-----END {kind}-----\n"),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) = (
+            pem("ca.pem", "CERTIFICATE"),
+            pem("a.pem", "CERTIFICATE"),
+            pem("a-key.pem", "PRIVATE KEY"),
+        );
+        let flags = ["--controller", "https://ctl:7070", "--tls-ca", &ca];
+        let c = parse(&flags).unwrap().controller.unwrap();
+        assert!(c.tls.is_some());
+        let with_cert = [&flags[..], &["--tls-cert", &cert, "--tls-key", &key]].concat();
+        assert!(parse(&with_cert).unwrap().controller.unwrap().tls.is_some());
+        let e = parse(&[&flags[..], &["--tls-cert", &cert]].concat()).unwrap_err();
+        assert_eq!(e.setting, "--tls-key", "{e}");
+        let e = parse(&["--controller", "https://ctl:7070", "--tls-ca", &key]).unwrap_err();
+        assert_eq!(e.setting, "--tls-ca", "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_controller_settings_name_the_flag() {
         let cases: &[(&[&str], &str)] = &[
             (&["--controller", "ctl:7070"], "--controller"),
@@ -331,6 +361,30 @@ mod tests {
                 "--agent-id",
             ),
             (&["--agent-id", ""], "--agent-id"),
+            (
+                &[
+                    "--controller",
+                    "http://c:1",
+                    "--tls-ca",
+                    "/nonexistent/ca.pem",
+                ],
+                "--tls-ca",
+            ),
+            (
+                &[
+                    "--controller",
+                    "https://c:1",
+                    "--tls-cert",
+                    "/nonexistent/a.pem",
+                ],
+                "--tls-ca",
+            ),
+            (&["--admin", "0.0.0.0:8474"], "--admin"),
+            (&["--admin", "[::]:8474"], "--admin"),
+            (
+                &["--admin-token-file", "/nonexistent/token"],
+                "--admin-token-file",
+            ),
         ];
         for (flags, setting) in cases {
             let e = parse(flags).expect_err(&format!("{flags:?} is refused"));
