@@ -5,6 +5,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::agent::args::AgentArgs;
+use crate::certs::CertsArgs;
 use crate::controller::args::ControllerCommand;
 use crate::demo::DemoArgs;
 use crate::report::ReportArgs;
@@ -27,10 +28,14 @@ use crate::validate::ValidateArgs;
 /// controller's own parser, and prints FILE:LINE:COL: FIELD: message for the
 /// first error.
 ///
-/// apply, create, start, get, describe, abort, delete, stop-all and resume talk to the controller
-/// over gRPC, at --controller or FAULTLINE_CONTROLLER (default
+/// apply, create, start, get, describe, abort, delete, stop-all, resume and audit talk to the
+/// controller over gRPC, at --controller or FAULTLINE_CONTROLLER (default
 /// http://127.0.0.1:7070). A refusal prints the gRPC code and the controller's
-/// message, which names the field at fault.
+/// message, which names the field at fault. A controller with authentication
+/// takes a bearer token (--token-file, FAULTLINE_TOKEN_FILE or FAULTLINE_TOKEN)
+/// or an operator certificate (--cert and --key); https:// needs --ca.
+///
+/// `faultline certs init | issue` make a development CA and certificates.
 ///
 /// `faultline run -f FILE --wait` creates, starts and follows an experiment to its
 /// end (recovery included) and exits with its verdict (codes 3 and 4 below);
@@ -96,6 +101,10 @@ pub enum Command {
     /// examples/api-outage-gameday.yaml, prints the timeline and the verdict, writes the HTML
     /// report. Exit 0 when a guard stopped the outage and the service recovered.
     Demo(DemoArgs),
+
+    /// Make a development CA (`certs init`) and the certificates of controllers, agents and
+    /// operators (`certs issue`), for the controller's mTLS.
+    Certs(CertsArgs),
 }
 
 /// A command line clap accepted value by value but that is still wrong as a whole.
@@ -115,7 +124,10 @@ impl Cli {
             Command::Agent(args) => args.check(),
             Command::Run(args) => args.check(),
             Command::Report(args) => args.check(),
-            Command::Validate(_) | Command::Controller(_) | Command::Demo(_) => Ok(()),
+            Command::Validate(_)
+            | Command::Controller(_)
+            | Command::Demo(_)
+            | Command::Certs(_) => Ok(()),
         };
         if let Err(misuse) = checked {
             let mut cmd = Cli::command();

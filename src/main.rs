@@ -18,6 +18,7 @@
 //!   (exit codes 3: aborted by a guard, 4: not recovered).
 //! - [`report`]: `faultline report`, and the report model with its JUnit, JSON and HTML forms
 //!   that `run` writes too.
+//! - [`certs`]: `faultline certs init | issue`, a development CA and certificates (rcgen).
 //! - [`demo`]: `faultline demo`, a whole game day in-process (controller, agent, sample service,
 //!   traffic) ending in its HTML report.
 //!
@@ -27,6 +28,7 @@
 //! --wait` adds 3 (aborted by a guard) and 4 (not recovered in time).
 
 mod agent;
+mod certs;
 mod cli;
 mod controller;
 mod demo;
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
     match cli.command {
         // `validate` is offline: no runtime, and its own exit codes (2: the spec is invalid).
         Command::Validate(args) => validate::run(&args),
+        // Offline too: files in, files out.
+        Command::Certs(args) => certs::run(args),
         // The controller commands choose their exit code from the gRPC status (2: invalid).
         Command::Controller(command) => on_runtime(controller::run(command)),
         Command::Run(args) => on_runtime(run::run(args)),

@@ -163,6 +163,7 @@ async fn agent(controller: SocketAddr, id: &str) -> Agent {
     let labels = BTreeMap::from([("app".to_string(), "shop".to_string())]);
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
+        admin_token: None,
         routes: vec![RouteSpec::tcp(
             "r",
             "127.0.0.1:0",

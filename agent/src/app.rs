@@ -132,7 +132,12 @@ impl Agent {
         }
         let mut tasks = vec![
             tokio::spawn(expiry::run(table.clone(), drain.clone())),
-            tokio::spawn(crate::admin::serve(admin, table.clone(), drain.clone())),
+            tokio::spawn(crate::admin::serve(
+                admin,
+                table.clone(),
+                config.admin_token.clone(),
+                drain.clone(),
+            )),
         ];
         if let Some(controller) = &config.controller {
             tasks.push(tokio::spawn(crate::control::client::run(

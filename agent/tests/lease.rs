@@ -38,6 +38,7 @@ impl TestAgent {
     async fn start() -> TestAgent {
         let config = AgentConfig {
             admin: "127.0.0.1:0".parse().unwrap(),
+            admin_token: None,
             routes: vec![],
             faults: vec![],
             log_format: LogFormat::Text,

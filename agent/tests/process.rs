@@ -276,3 +276,67 @@ async fn ten_thousand_faulted_connections_leak_no_file_descriptors() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn an_admin_api_off_loopback_needs_a_token_file() {
+    // Refused before anything is bound: no traffic leaves loopback.
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--admin", "0.0.0.0:0"],
+            &["--admin", "0.0.0.0:0", "--admin-token-file"],
+        ),
+        (
+            &[
+                "--admin",
+                "127.0.0.1:0",
+                "--admin-token-file",
+                "/nonexistent/token",
+            ],
+            &["--admin-token-file", "/nonexistent/token"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = Command::new(AGENT).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        for needle in *needles {
+            assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_the_admin_api_answers_401_without_it() {
+    let dir = std::env::temp_dir().join(format!("faultline-admin-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "admin-token-0123456789\n").unwrap();
+    let agent = start(&["--admin-token-file", token_file.to_str().unwrap()]);
+
+    let none = http::request(agent.admin, "GET", "/proxies", None).await;
+    assert_eq!(none.status, 401, "{none:?}");
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let wrong = http::raw(
+        agent.admin,
+        "POST",
+        "/reset",
+        None,
+        &[("Authorization", "Bearer admin-token-012345678")],
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    let good = http::raw(
+        agent.admin,
+        "GET",
+        "/proxies",
+        None,
+        &[("Authorization", "Bearer admin-token-0123456789")],
+    )
+    .await;
+    assert_eq!(good.status, 200, "{good:?}");
+    assert_eq!(good.json(), json!({}));
+    // Probes and scrapes need no token.
+    let ready = http::request(agent.admin, "GET", "/ready", None).await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,8 @@
 //!   mid-run) and which running experiments conflict; pure, no network, no store.
 //! - [`api`]: the gRPC services (`ExperimentService`, `AgentRegistry`) over the store, and the
 //!   one place errors become gRPC status codes.
+//! - [`auth`]: who may call: mTLS (agents and operators by certificate role), operators'
+//!   bearer tokens, and the audit log every operator call is written to before it runs.
 //! - [`hub`]: the task that owns the connected agents (`AgentService.Connect`) and the running
 //!   experiments, pushes each agent its desired state under a lease, heartbeats, and runs the
 //!   experiments' guards, phases and recovery watches.
@@ -30,6 +32,7 @@
 //!   pods annotated `faultline.dev/inject: "true"`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod guard;
 pub mod hub;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use faultline_controller::auth::{ServerTls, Tokens, Trust};
 use faultline_controller::config::{
     self, Config, DEFAULT_METRICS, ENV_CAPS, ENV_DATA_DIR, ENV_HEARTBEAT, ENV_LEASE, ENV_LISTEN,
     ENV_METRICS, Leases,
@@ -39,6 +40,25 @@ struct Args {
     /// How often the controller and the agents send heartbeats (at most half the lease).
     #[arg(long, env = ENV_HEARTBEAT, default_value = "1s", value_name = "DURATION")]
     heartbeat: humantime::Duration,
+    /// The controller's TLS certificate (PEM, chain first), with --tls-key and
+    /// --tls-client-ca: gRPC is then served over TLS only, and agents must present a client
+    /// certificate of role agent issued by the client CA.
+    #[arg(long, env = "FAULTLINE_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FAULTLINE_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) whose certificates agents and operators present.
+    #[arg(long, env = "FAULTLINE_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Operators' bearer tokens: one `NAME TOKEN` per line, `#` comments; read at start.
+    /// Operator calls then need `authorization: Bearer TOKEN` (or an operator certificate).
+    #[arg(long, env = "FAULTLINE_TOKENS_FILE", value_name = "FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Serve a non-loopback --listen address with neither TLS nor tokens (anyone who can
+    /// reach it may run experiments). Without it such a controller refuses to start.
+    #[arg(long, env = "FAULTLINE_INSECURE")]
+    insecure: bool,
     #[command(flatten)]
     webhook: WebhookArgs,
 }
@@ -83,11 +103,11 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let (config, leases, metrics, webhook) = match parse_config() {
+    let parsed = match parse_config() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    match run(config, leases, metrics, webhook) {
+    match run(parsed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed::Usage(message)) => {
             eprintln!("faultline-controller: {message}");
@@ -113,8 +133,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failed {
 }
 
 /// Flags and environment to a [`Config`]; on error, the message names the setting.
-#[allow(clippy::type_complexity)]
-fn parse_config() -> Result<(Config, Leases, SocketAddr, Option<(SocketAddr, Webhook)>), ExitCode> {
+fn parse_config() -> Result<Parsed, ExitCode> {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
@@ -138,33 +157,67 @@ fn parse_config() -> Result<(Config, Leases, SocketAddr, Option<(SocketAddr, Web
         eprintln!("faultline-controller: {e}");
         ExitCode::from(EX_USAGE)
     })?;
-    let webhook = args.webhook.load().map_err(|e| {
+    let usage = |e: &dyn std::fmt::Display| {
         eprintln!("faultline-controller: {e}");
         ExitCode::from(EX_USAGE)
-    })?;
-    Ok((
-        Config {
+    };
+    let tls = ServerTls::load(
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_client_ca.as_deref(),
+    )
+    .map_err(|e| usage(&e))?;
+    let tokens = match &args.tokens_file {
+        Some(path) => Some(std::sync::Arc::new(Tokens::load(path).map_err(|e| {
+            usage(&format!("--tokens-file / FAULTLINE_TOKENS_FILE: {e}"))
+        })?)),
+        None => None,
+    };
+    let trust = Trust {
+        tls,
+        tokens,
+        insecure: args.insecure,
+    };
+    let webhook = args.webhook.load().map_err(|e| usage(&e))?;
+    // Before anything is bound.
+    trust.check(args.listen).map_err(|e| usage(&e))?;
+    Ok(Parsed {
+        config: Config {
             listen: args.listen,
             data_dir: args.data_dir,
             caps,
         },
         leases,
-        args.metrics,
+        metrics: args.metrics,
+        trust,
         webhook,
-    ))
+    })
 }
 
-fn run(
+/// Everything the flags and environment say, validated.
+struct Parsed {
     config: Config,
     leases: Leases,
     metrics: SocketAddr,
+    trust: Trust,
     webhook: Option<(SocketAddr, Webhook)>,
-) -> Result<(), Failed> {
+}
+
+fn run(parsed: Parsed) -> Result<(), Failed> {
+    let Parsed {
+        config,
+        leases,
+        metrics,
+        trust,
+        webhook,
+    } = parsed;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut server = faultline_controller::server::Server::bind(config)
             .await?
-            .with_leases(leases);
+            .with_leases(leases)
+            .with_trust(trust)
+            .map_err(|e| Failed::Usage(e.to_string()))?;
         if let Err(e) = server.bind_metrics(metrics).await {
             return Err(Failed::Usage(format!("--metrics / {ENV_METRICS}: {e}")));
         }

@@ -26,6 +26,9 @@ use faultline_proto::v1::agent_service_server::AgentServiceServer;
 
 use crate::api::watch::Changes;
 use crate::api::{ExperimentApi, RegistryApi};
+use crate::auth::agents::GuardedAgents;
+use crate::auth::operator::Guarded;
+use crate::auth::{Gate, Trust, TrustError};
 use crate::config::{Config, Leases};
 use crate::hub::{AgentApi, Hub, LiveRegistry};
 use crate::metrics::{self, AbortReason, Metrics};
@@ -48,6 +51,8 @@ pub enum ServeError {
     },
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Trust(#[from] TrustError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -66,6 +71,8 @@ pub struct Server {
     webhook: Option<(TcpListener, crate::webhook::Webhook)>,
     /// The scheduler's clock: the system's, or a test's ([`Server::with_clock`]).
     clock: Arc<dyn Clock>,
+    /// Who may call (default: anyone; see [`Server::with_trust`]).
+    trust: Trust,
 }
 
 /// The services reflection advertises: those served here. `FILE_DESCRIPTOR_SET` also holds
@@ -126,6 +133,7 @@ impl Server {
             metrics_listener: None,
             webhook: None,
             clock: Arc::new(SystemClock),
+            trust: Trust::default(),
         })
     }
 
@@ -183,6 +191,15 @@ impl Server {
         self
     }
 
+    /// Serves with mTLS and/or bearer tokens (see [`crate::auth`]). Refuses to serve a
+    /// non-loopback address with no authentication unless `trust.insecure`.
+    pub fn with_trust(mut self, trust: Trust) -> Result<Self, ServeError> {
+        trust.check(self.config.listen)?;
+        trust.warn_unprotected(self.config.listen);
+        self.trust = trust;
+        Ok(self)
+    }
+
     /// The address actually bound (the port chosen when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
@@ -202,6 +219,7 @@ impl Server {
             metrics_listener,
             webhook,
             clock,
+            trust,
         } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -251,6 +269,11 @@ impl Server {
         let experiments = ScheduledExperimentApi::new(experiments, scheduler);
         let registry = LiveRegistry::new(RegistryApi::new(store.clone()), hub.clone());
         let agents = AgentApi::new(hub, store.clone());
+        // Every call of the operator API and the agents' stream passes the gate.
+        let gate = Gate::new(&trust, store.clone());
+        let experiments = Guarded::new(experiments, gate.clone());
+        let registry = Guarded::new(registry, gate.clone());
+        let agents = GuardedAgents::new(agents, gate);
         let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
         let metrics_task = metrics_listener.map(|listener| {
             tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving");
@@ -286,8 +309,18 @@ impl Server {
             changes.close();
         };
 
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "controller serving");
-        let served = tonic::transport::Server::builder()
+        tracing::info!(
+            %addr,
+            data_dir = %config.data_dir.display(),
+            tls = trust.tls.is_some(),
+            tokens = trust.tokens.as_ref().map_or(0, |t| t.len()),
+            "controller serving"
+        );
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &trust.tls {
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        let served = builder
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

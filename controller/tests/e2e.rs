@@ -51,6 +51,7 @@ async fn agent(
         .collect();
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
+        admin_token: None,
         routes: vec![RouteSpec::tcp(
             "echo",
             "127.0.0.1:0",

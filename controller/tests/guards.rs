@@ -204,6 +204,7 @@ impl Fixture {
         route.protocol = Protocol::Http;
         let config = AgentConfig {
             admin: "127.0.0.1:0".parse().unwrap(),
+            admin_token: None,
             routes: vec![route],
             faults: vec![],
             log_format: LogFormat::Text,

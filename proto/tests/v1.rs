@@ -485,6 +485,7 @@ fn descriptor_set_holds_the_three_services_with_their_methods() {
                     m("Delete", false, false),
                     m("StopAll", false, false),
                     m("Resume", false, false),
+                    m("ListAudit", false, false),
                 ]
             ),
             ("AgentRegistry".to_owned(), vec![m("List", false, false)]),

@@ -35,6 +35,26 @@ pub struct AgentArgs {
     )]
     pub timeout: Duration,
 
+    /// The agent's admin token (its --admin-token-file), sent as `Authorization: Bearer`;
+    /// best given as FAULTLINE_ADMIN_TOKEN, since a command line shows in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "FAULTLINE_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<String>,
+
+    /// A file holding the agent's admin token; takes precedence over --admin-token.
+    #[arg(
+        long,
+        global = true,
+        env = "FAULTLINE_ADMIN_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: AgentCommand,
 }

@@ -31,13 +31,25 @@ pub struct AgentAddr {
 pub struct AgentClient {
     addr: AgentAddr,
     timeout: Duration,
+    /// The admin API's bearer token, when the agent has one.
+    token: Option<String>,
 }
 
 // === impl AgentClient ===
 
 impl AgentClient {
     pub fn new(addr: AgentAddr, timeout: Duration) -> Self {
-        AgentClient { addr, timeout }
+        AgentClient {
+            addr,
+            timeout,
+            token: None,
+        }
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// `GET /proxies`, as the agent sent it.
@@ -161,6 +173,9 @@ impl AgentClient {
             .header(header::CONNECTION, "close");
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

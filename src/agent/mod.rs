@@ -20,7 +20,14 @@ use crate::output::{self, Format, Table};
 
 /// Runs one `faultline agent` command against the agent named by `--agent`.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let client = AgentClient::new(args.agent, args.timeout);
+    let token = match &args.admin_token_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("--admin-token-file: cannot read {}: {e}", path.display())
+        })?),
+        None => args.admin_token.clone(),
+    };
+    let client = AgentClient::new(args.agent, args.timeout)
+        .with_token(token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()));
     match args.command {
         AgentCommand::Routes { output } => match output {
             Format::Json => output::json(&client.proxies_raw().await?),

@@ -1,5 +1,6 @@
 //! The controller commands' arguments. Every command takes `--controller` (or
-//! `FAULTLINE_CONTROLLER`).
+//! `FAULTLINE_CONTROLLER`) and the credentials a controller with authentication asks for
+//! ([`Credentials`]: a bearer token, the CA of an https:// controller, a client certificate).
 
 use std::path::PathBuf;
 
@@ -16,6 +17,52 @@ pub struct ControllerAddr {
         value_name = "URL"
     )]
     pub controller: String,
+
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// How the CLI proves who it is, and checks who the controller is.
+#[derive(Clone, Debug, Default, Args)]
+pub struct Credentials {
+    /// A file holding the bearer token sent as `authorization: Bearer TOKEN` (a name's token
+    /// from the controller's --tokens-file). Takes precedence over FAULTLINE_TOKEN.
+    #[arg(long, env = "FAULTLINE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The bearer token itself; best given as FAULTLINE_TOKEN, since a command line shows in
+    /// `ps`.
+    #[arg(
+        long,
+        env = "FAULTLINE_TOKEN",
+        hide = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// The CA (PEM) of the controller's certificate; needed for an https:// --controller.
+    #[arg(long, env = "FAULTLINE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// A client certificate (PEM, `faultline certs issue --role operator`), with --key; an
+    /// alternative to a token.
+    #[arg(long, env = "FAULTLINE_CERT", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "FAULTLINE_KEY", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl ControllerAddr {
+    /// The address alone, no credentials (the demo's embedded controller).
+    pub fn plain(url: String) -> Self {
+        ControllerAddr {
+            controller: url,
+            credentials: Credentials::default(),
+        }
+    }
 }
 
 /// `-o` of `get`.
@@ -93,6 +140,18 @@ pub enum ControllerCommand {
     },
     /// Lift the emergency stop: experiments may start again.
     Resume {
+        #[command(flatten)]
+        controller: ControllerAddr,
+    },
+    /// The controller's audit log, oldest first: who called what, on which experiment, when,
+    /// from where, and how it ended (denied, ok, error).
+    Audit {
+        /// The most recent N records (at most 10000).
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
         #[command(flatten)]
         controller: ControllerAddr,
     },

@@ -1,37 +1,71 @@
 //! The gRPC connection to the controller, and the one place a failure becomes a message and an
 //! exit code: INVALID_ARGUMENT is 2 (the input is wrong), everything else 1.
+//!
+//! The credentials are read once, here: TLS (the controller's CA, a client certificate) on the
+//! channel, the bearer token on every call (an interceptor).
 
 use std::fmt;
 use std::time::Duration;
 
+use anyhow::Context;
 use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+
+use super::args::{ControllerAddr, Credentials};
 
 /// How long to wait for the controller to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The channel with the bearer token added to every call.
+pub type Grpc = InterceptedService<Channel, Bearer>;
+
 /// The two services the CLI calls, over one channel.
 pub struct Client {
-    pub experiments: ExperimentServiceClient<Channel>,
-    pub agents: AgentRegistryClient<Channel>,
+    pub experiments: ExperimentServiceClient<Grpc>,
+    pub agents: AgentRegistryClient<Grpc>,
+}
+
+/// Adds `authorization: Bearer TOKEN` to each call, when there is a token.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl Client {
     /// Connects now, so an unreachable controller is reported as such.
-    pub async fn connect(addr: &str) -> Result<Client, Failure> {
+    pub async fn connect(target: &ControllerAddr) -> Result<Client, Failure> {
+        let addr = &target.controller;
         let url = if addr.contains("://") {
             addr.to_owned()
         } else {
             format!("http://{addr}")
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let bearer = bearer(&target.credentials)?;
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| Failure::Usage(format!("--controller {addr}: not a URL: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        if let Some(tls) = tls(&url, &target.credentials)? {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| Failure::Usage(format!("--ca / --cert: {}", error_chain(&e))))?;
+        }
         let channel = endpoint.connect().await.map_err(|e| {
             Failure::Unreachable(format!(
                 "cannot reach the controller at {url}: {} (set --controller or FAULTLINE_CONTROLLER)",
@@ -39,9 +73,55 @@ impl Client {
             ))
         })?;
         Ok(Client {
-            experiments: ExperimentServiceClient::new(channel.clone()),
-            agents: AgentRegistryClient::new(channel),
+            experiments: ExperimentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            agents: AgentRegistryClient::with_interceptor(channel, bearer),
         })
+    }
+}
+
+/// The token from --token-file (or FAULTLINE_TOKEN_FILE), else FAULTLINE_TOKEN.
+fn bearer(credentials: &Credentials) -> Result<Bearer, Failure> {
+    let token = match (&credentials.token_file, &credentials.token) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file: cannot read {}", path.display()))?,
+        ),
+        (None, token) => token.clone(),
+    };
+    let Some(token) = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        return Ok(Bearer(None));
+    };
+    let value = format!("Bearer {token}").parse().map_err(|_| {
+        Failure::Usage("the token (--token-file or FAULTLINE_TOKEN) must be printable ASCII".into())
+    })?;
+    Ok(Bearer(Some(value)))
+}
+
+/// TLS for an https:// URL: the CA from --ca, and the client certificate when given.
+fn tls(url: &str, credentials: &Credentials) -> Result<Option<ClientTlsConfig>, Failure> {
+    let https = url.starts_with("https://");
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
+    };
+    match (&credentials.ca, https) {
+        (None, false) if credentials.cert.is_none() => Ok(None),
+        (_, false) => Err(Failure::Usage(format!(
+            "--ca and --cert need an https:// controller, not {url}"
+        ))),
+        (None, true) => Err(Failure::Usage(format!(
+            "{url} is https://: give the CA of the controller's certificate with --ca or FAULTLINE_CA"
+        ))),
+        (Some(ca), true) => {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+            if let (Some(cert), Some(key)) = (&credentials.cert, &credentials.key) {
+                config = config.identity(Identity::from_pem(
+                    read("--cert", cert)?,
+                    read("--key", key)?,
+                ));
+            }
+            Ok(Some(config))
+        }
     }
 }
 
@@ -114,12 +194,25 @@ impl fmt::Display for Failure {
                 code_name(s.code()),
                 s.message()
             ),
+            Failure::Grpc(s) if connection_broke(s) => write!(
+                f,
+                "UNKNOWN: {} (the connection failed under the call; a controller serving TLS \
+                 needs an https:// --controller and --ca)",
+                s.message()
+            ),
             Failure::Grpc(s) => write!(f, "{}: {}", code_name(s.code()), s.message()),
             Failure::Unreachable(m) | Failure::Usage(m) => f.write_str(m),
             Failure::Other(e) => write!(f, "{e:#}"),
             Failure::Then(first, note) => write!(f, "{first}\nfaultline: {note}"),
         }
     }
+}
+
+/// tonic's words for a connection that broke under a call (plaintext spoken to a TLS port
+/// ends one way or the other, depending on timing).
+fn connection_broke(s: &Status) -> bool {
+    s.code() == Code::Unknown
+        && (s.message() == "transport error" || s.message().starts_with("h2 protocol error"))
 }
 
 /// `InvalidArgument` → `INVALID_ARGUMENT`, as gRPC names its codes.

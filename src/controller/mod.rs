@@ -3,9 +3,11 @@
 //!
 //! - [`args`]: the subcommands, their flags and the controller's address.
 //! - [`client`]: the connection, and how a gRPC status becomes a message and an exit code.
+//! - [`audit`]: `faultline audit`, the controller's audit log.
 //! - [`render`]: wire messages to tables, JSON, YAML and the `describe` page.
 
 pub mod args;
+pub mod audit;
 pub mod client;
 pub mod render;
 
@@ -14,8 +16,8 @@ use std::process::ExitCode;
 
 use faultline_proto::v1::{
     AbortExperimentRequest, CreateExperimentRequest, DeleteExperimentRequest, GetExperimentRequest,
-    ListAgentsRequest, ListExperimentsRequest, ResumeRequest, StartExperimentRequest,
-    StopAllRequest, create_experiment_request,
+    ListAgentsRequest, ListAuditRequest, ListExperimentsRequest, ResumeRequest,
+    StartExperimentRequest, StopAllRequest, create_experiment_request,
 };
 
 use self::args::{ControllerCommand, Describe, GetWhat};
@@ -34,7 +36,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
     match command {
         ControllerCommand::Apply { file, controller } => {
             let request = read_spec(&file)?;
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let created = client.experiments.create(request).await?.into_inner();
             output::line(&format!("experiment/{} created", created.name))?;
             let started = client
@@ -59,7 +61,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
         }
         ControllerCommand::Create { file, controller } => {
             let request = read_spec(&file)?;
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let created = client.experiments.create(request).await?.into_inner();
             output::line(&format!(
                 "experiment/{} created ({})",
@@ -69,7 +71,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Start { name, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let started = client
                 .experiments
                 .start(StartExperimentRequest { name })
@@ -78,9 +80,23 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             output::line(&render::started(&started))?;
             Ok(())
         }
+        ControllerCommand::Audit {
+            limit,
+            output,
+            controller,
+        } => {
+            let mut client = Client::connect(&controller).await?;
+            let list = client
+                .experiments
+                .list_audit(ListAuditRequest { limit })
+                .await?
+                .into_inner();
+            audit::render(&list.records, output)?;
+            Ok(())
+        }
         ControllerCommand::Get { what } => match what {
             GetWhat::Experiments { output, controller } => {
-                let mut client = Client::connect(&controller.controller).await?;
+                let mut client = Client::connect(&controller).await?;
                 let list = client
                     .experiments
                     .list(ListExperimentsRequest { states: Vec::new() })
@@ -90,7 +106,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
                 Ok(())
             }
             GetWhat::Agents { output, controller } => {
-                let mut client = Client::connect(&controller.controller).await?;
+                let mut client = Client::connect(&controller).await?;
                 let list = client
                     .agents
                     .list(ListAgentsRequest::default())
@@ -103,7 +119,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
         ControllerCommand::Describe {
             what: Describe::Experiment { name, controller },
         } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let got = client
                 .experiments
                 .get(GetExperimentRequest { name })
@@ -120,7 +136,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             reason,
             controller,
         } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let aborted = client
                 .experiments
                 .abort(AbortExperimentRequest { name, reason })
@@ -135,7 +151,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Delete { name, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             client
                 .experiments
                 .delete(DeleteExperimentRequest { name: name.clone() })
@@ -144,7 +160,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::StopAll { reason, controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let stopped = client
                 .experiments
                 .stop_all(StopAllRequest { reason })
@@ -160,7 +176,7 @@ async fn execute(command: ControllerCommand) -> Result<(), Failure> {
             Ok(())
         }
         ControllerCommand::Resume { controller } => {
-            let mut client = Client::connect(&controller.controller).await?;
+            let mut client = Client::connect(&controller).await?;
             let resumed = client
                 .experiments
                 .resume(ResumeRequest {})

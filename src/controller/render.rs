@@ -265,7 +265,7 @@ fn opt_time(t: String) -> Value {
     }
 }
 
-fn document(value: &Value, format: Format) -> anyhow::Result<()> {
+pub fn document(value: &Value, format: Format) -> anyhow::Result<()> {
     let text = match format {
         Format::Yaml => serde_saphyr::to_string(value).context("cannot render YAML")?,
         _ => serde_json::to_string_pretty(value).context("cannot render JSON")?,

@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 
 use self::service::{Capacity, Service};
 use self::traffic::Traffic;
+use crate::controller::args::ControllerAddr;
 use crate::controller::client::Client;
 use crate::output;
 use crate::report::{self, Outcome, ReportFiles};
@@ -117,6 +118,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     route.protocol = Protocol::Http;
     let agent = Agent::start(&AgentConfig {
         admin: "127.0.0.1:0".parse().expect("a valid address"),
+        admin_token: None,
         routes: vec![route],
         faults: vec![],
         log_format: LogFormat::Text,
@@ -150,7 +152,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         "demo: {TRAFFIC} requests a second flowing through the agent; starting the game day"
     ))?;
 
-    let mut client = Client::connect(&format!("http://{controller_addr}"))
+    let mut client = Client::connect(&ControllerAddr::plain(format!("http://{controller_addr}")))
         .await
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let outcome = game_day(&mut client, &spec, &args.report).await;

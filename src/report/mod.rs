@@ -113,7 +113,7 @@ pub async fn run(args: ReportArgs) -> ExitCode {
 }
 
 async fn execute(args: ReportArgs) -> Result<(), Failure> {
-    let mut client = Client::connect(&args.controller.controller).await?;
+    let mut client = Client::connect(&args.controller).await?;
     let report = fetch(&mut client, &args.name).await?;
     args.files.write(&report)?;
     output::line(&report.verdict_line())?;

@@ -97,7 +97,7 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 
 async fn wait(args: RunArgs) -> Result<u8, Failure> {
     let request = read_spec(&args.file)?;
-    let mut client = Client::connect(&args.controller.controller).await?;
+    let mut client = Client::connect(&args.controller).await?;
     let created = match client.experiments.create(request.clone()).await {
         Ok(created) => created.into_inner(),
         Err(status) if status.code() == Code::InvalidArgument => {

@@ -97,6 +97,7 @@ impl TestAgent {
 pub async fn agent() -> TestAgent {
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
+        admin_token: None,
         routes: vec![],
         faults: vec![],
         log_format: LogFormat::Text,

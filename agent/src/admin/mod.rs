@@ -8,10 +8,12 @@
 //! - [`rules`]: HTTP and gRPC faults in JSON (attributes, `match`, cohorts, native rules).
 //! - [`capture`]: captured routes' `capture` and `match` fields (shared with the config file).
 //! - [`error`]: the error body every handler returns on failure.
+//! - [`auth`]: the optional bearer token (`--admin-token-file`), checked before dispatch.
 //!
 //! Requests from browsers (a `Mozilla/` user agent) are refused, as Toxiproxy does, so a web
 //! page cannot drive the agent through the user's loopback.
 
+pub mod auth;
 pub mod capture;
 pub mod error;
 pub mod native;
@@ -27,10 +29,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::auth::AdminToken;
 use crate::route::RouteTable;
 
-/// Serves the admin API on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, table: Arc<RouteTable>, shutdown: CancellationToken) {
+/// Serves the admin API on `listener` until `shutdown` is cancelled; with `token`, requests
+/// need it (see [`auth`]).
+pub async fn serve(
+    listener: TcpListener,
+    table: Arc<RouteTable>,
+    token: Option<AdminToken>,
+    shutdown: CancellationToken,
+) {
     let ready = shutdown.clone();
     loop {
         let (stream, _) = tokio::select! {
@@ -46,13 +55,25 @@ pub async fn serve(listener: TcpListener, table: Arc<RouteTable>, shutdown: Canc
         };
         let table = table.clone();
         let ready = ready.clone();
+        let token = token.clone();
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let table = table.clone();
                 let draining = ready.is_cancelled();
+                let refused = token.as_ref().is_some_and(|t| {
+                    !auth::exempt(req.method(), req.uri().path())
+                        && !t.admits(
+                            req.headers()
+                                .get(http::header::AUTHORIZATION)
+                                .map(|v| v.as_bytes()),
+                        )
+                });
                 async move {
-                    Ok::<_, std::convert::Infallible>(router::handle(req, &table, draining).await)
+                    if refused {
+                        return Ok::<_, std::convert::Infallible>(router::unauthorized());
+                    }
+                    Ok(router::handle(req, &table, draining).await)
                 }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);

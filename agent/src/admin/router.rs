@@ -23,6 +23,20 @@ pub async fn handle(req: Request<Incoming>, table: &RouteTable, draining: bool) 
     }
 }
 
+/// 401 with a `WWW-Authenticate: Bearer` challenge: the admin API's token is missing or wrong.
+pub fn unauthorized() -> Resp {
+    let e = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required: Authorization: Bearer TOKEN (faultline agent --admin-token)",
+    );
+    let mut r = json_response(e.status, &e.body());
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
 async fn route(
     req: Request<Incoming>,
     table: &RouteTable,

@@ -117,8 +117,8 @@ pub struct Args {
     #[arg(long, env = "FAULTLINE_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
-    /// The controller to connect to (`http://HOST:PORT`). Without it the agent runs standalone,
-    /// driven only by its admin API and config.
+    /// The controller to connect to (`http://HOST:PORT`, or `https://HOST:PORT` with
+    /// --tls-ca). Without it the agent runs standalone, driven only by its admin API and config.
     #[arg(long, env = "FAULTLINE_CONTROLLER", value_name = "URL")]
     pub controller: Option<String>,
 
@@ -164,6 +164,25 @@ pub struct Args {
         value_name = "DURATION"
     )]
     pub detect_timeout: humantime::Duration,
+
+    /// The CA (PEM) that signed the controller's certificate; needs an https:// --controller.
+    #[arg(long, env = "FAULTLINE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The agent's client certificate (PEM, role agent: `faultline certs issue --role agent`),
+    /// presented to the controller; with --tls-key.
+    #[arg(long, env = "FAULTLINE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FAULTLINE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A file holding the admin API's bearer token: requests then need
+    /// `Authorization: Bearer TOKEN` (401 otherwise), except GET /ready and GET /metrics.
+    /// Required when --admin is not a loopback address.
+    #[arg(long, env = "FAULTLINE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Subcommands; without one the agent runs.
@@ -279,10 +298,10 @@ pub(crate) fn parse_controller(s: &str) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = s
         .parse()
         .map_err(|e| ConfigError::new(FLAG, format!("{s:?} is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(ConfigError::new(
             FLAG,
-            format!("{s:?} must start with http:// (TLS is not supported yet)"),
+            format!("{s:?} must start with http:// or https://"),
         ));
     }
     if uri.host().is_none_or(str::is_empty) {

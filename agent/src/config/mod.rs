@@ -3,18 +3,22 @@
 //!
 //! - [`args`]: the command line (clap), each flag with its environment variable.
 //! - [`file`]: the config file (YAML, JSON, or Toxiproxy's JSON list of proxies).
+//! - [`tls`]: TLS towards the controller (`--tls-ca`, `--tls-cert`, `--tls-key`).
 
 pub mod args;
 pub mod file;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::auth::AdminToken;
 use crate::fault::Fault;
 use crate::route::RouteSpec;
 
 pub use self::args::{Args, Command};
+pub use self::tls::ClientTls;
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +31,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     pub admin: SocketAddr,
+    /// The admin API's bearer token (`--admin-token-file`); required off loopback.
+    pub admin_token: Option<AdminToken>,
     pub routes: Vec<RouteSpec>,
     /// Faults to install at start, by route name.
     pub faults: Vec<(String, Fault)>,
@@ -93,10 +99,12 @@ impl CaptureConfig {
 /// `--label`).
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
-    /// `http://HOST:PORT`.
+    /// `http://HOST:PORT`, or `https://HOST:PORT` with [`ControllerConfig::tls`].
     pub url: http::Uri,
     pub agent_id: String,
     pub labels: BTreeMap<String, String>,
+    /// TLS towards the controller; set exactly when the URL is `https://`.
+    pub tls: Option<ClientTls>,
 }
 
 impl ControllerConfig {
@@ -107,11 +115,50 @@ impl ControllerConfig {
         labels: BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let flat: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = args::parse_controller(url)?;
+        check_scheme(&url, false)?;
         Ok(ControllerConfig {
-            url: args::parse_controller(url)?,
+            url,
             agent_id: args::check_agent_id(agent_id)?,
             labels: args::parse_labels(&flat)?,
+            tls: None,
         })
+    }
+
+    /// Validates an `https://` controller URL with its TLS settings.
+    pub fn with_tls(
+        url: &str,
+        agent_id: &str,
+        labels: BTreeMap<String, String>,
+        tls: ClientTls,
+    ) -> Result<Self, ConfigError> {
+        let flat: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = args::parse_controller(url)?;
+        check_scheme(&url, true)?;
+        Ok(ControllerConfig {
+            url,
+            agent_id: args::check_agent_id(agent_id)?,
+            labels: args::parse_labels(&flat)?,
+            tls: Some(tls),
+        })
+    }
+}
+
+/// `https://` goes with TLS settings, `http://` without.
+fn check_scheme(url: &http::Uri, tls: bool) -> Result<(), ConfigError> {
+    match (url.scheme_str() == Some("https"), tls) {
+        (true, false) => Err(ConfigError::new(
+            "--controller",
+            format!(
+                "{url} is https:// but no --tls-ca (FAULTLINE_TLS_CA) names the CA of the \
+                 controller's certificate"
+            ),
+        )),
+        (false, true) => Err(ConfigError::new(
+            "--tls-ca",
+            format!("TLS settings need an https:// --controller, not {url}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -172,14 +219,33 @@ impl AgentConfig {
         }
         let labels = args::parse_labels(&args.label)?;
         let controller = match &args.controller {
-            Some(url) => Some(ControllerConfig {
-                url: args::parse_controller(url)?,
-                agent_id: match &args.agent_id {
-                    Some(id) => args::check_agent_id(id)?,
-                    None => default_agent_id(),
-                },
-                labels,
-            }),
+            Some(url) => {
+                let url = args::parse_controller(url)?;
+                let tls = match &args.tls_ca {
+                    Some(ca) => Some(ClientTls::load(
+                        ca,
+                        args.tls_cert.as_deref(),
+                        args.tls_key.as_deref(),
+                    )?),
+                    None if args.tls_cert.is_some() || args.tls_key.is_some() => {
+                        return Err(ConfigError::new(
+                            "--tls-ca",
+                            "needed with --tls-cert and --tls-key (the CA of the controller's certificate)",
+                        ));
+                    }
+                    None => None,
+                };
+                check_scheme(&url, tls.is_some())?;
+                Some(ControllerConfig {
+                    url,
+                    agent_id: match &args.agent_id {
+                        Some(id) => args::check_agent_id(id)?,
+                        None => default_agent_id(),
+                    },
+                    labels,
+                    tls,
+                })
+            }
             // Labels and an id without a controller are validated and unused (a chart may set
             // them whatever the controller setting).
             None => {
@@ -189,8 +255,26 @@ impl AgentConfig {
                 None
             }
         };
+        let admin_token = match &args.admin_token_file {
+            Some(path) => Some(
+                AdminToken::load(path).map_err(|e| ConfigError::new("--admin-token-file", e))?,
+            ),
+            None => None,
+        };
+        if admin_token.is_none() && !args.admin.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "--admin",
+                format!(
+                    "{} is not a loopback address: an admin API reachable from the network \
+                     needs a token (--admin-token-file / FAULTLINE_ADMIN_TOKEN_FILE), or bind \
+                     it to 127.0.0.1",
+                    args.admin
+                ),
+            ));
+        }
         Ok(AgentConfig {
             admin: args.admin,
+            admin_token,
             routes,
             faults,
             log_format: args.log_format,
@@ -326,6 +410,36 @@ mod tests {
     }
 
     #[test]
+    fn https_takes_the_ca_and_the_agents_certificate() {
+        let dir = std::env::temp_dir().join(format!("faultline-agent-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = |name: &str, kind: &str| {
+            let path = dir.join(name);
+            std::fs::write(
+                &path,
+                format!("-----BEGIN {kind}-----\nAA==\n-----END {kind}-----\n"),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) = (
+            pem("ca.pem", "CERTIFICATE"),
+            pem("a.pem", "CERTIFICATE"),
+            pem("a-key.pem", "PRIVATE KEY"),
+        );
+        let flags = ["--controller", "https://ctl:7070", "--tls-ca", &ca];
+        let c = parse(&flags).unwrap().controller.unwrap();
+        assert!(c.tls.is_some());
+        let with_cert = [&flags[..], &["--tls-cert", &cert, "--tls-key", &key]].concat();
+        assert!(parse(&with_cert).unwrap().controller.unwrap().tls.is_some());
+        let e = parse(&[&flags[..], &["--tls-cert", &cert]].concat()).unwrap_err();
+        assert_eq!(e.setting, "--tls-key", "{e}");
+        let e = parse(&["--controller", "https://ctl:7070", "--tls-ca", &key]).unwrap_err();
+        assert_eq!(e.setting, "--tls-ca", "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_controller_settings_name_the_flag() {
         let cases: &[(&[&str], &str)] = &[
             (&["--controller", "ctl:7070"], "--controller"),
@@ -361,6 +475,30 @@ mod tests {
                 "--agent-id",
             ),
             (&["--agent-id", ""], "--agent-id"),
+            (
+                &[
+                    "--controller",
+                    "http://c:1",
+                    "--tls-ca",
+                    "/nonexistent/ca.pem",
+                ],
+                "--tls-ca",
+            ),
+            (
+                &[
+                    "--controller",
+                    "https://c:1",
+                    "--tls-cert",
+                    "/nonexistent/a.pem",
+                ],
+                "--tls-ca",
+            ),
+            (&["--admin", "0.0.0.0:8474"], "--admin"),
+            (&["--admin", "[::]:8474"], "--admin"),
+            (
+                &["--admin-token-file", "/nonexistent/token"],
+                "--admin-token-file",
+            ),
         ];
         for (flags, setting) in cases {
             let e = parse(flags).expect_err(&format!("{flags:?} is refused"));

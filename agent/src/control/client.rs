@@ -152,7 +152,14 @@ async fn session(
     config: &ControllerConfig,
     connected: &mut bool,
 ) -> SessionEnd {
-    let endpoint = tonic::transport::Endpoint::from(config.url.clone())
+    let mut endpoint = tonic::transport::Endpoint::from(config.url.clone());
+    if let Some(tls) = &config.tls {
+        endpoint = match endpoint.tls_config(tls.client_config()) {
+            Ok(e) => e,
+            Err(e) => return SessionEnd::Connect(e),
+        };
+    }
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -166,6 +173,8 @@ async fn session(
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
             connector.set_mark(Some(mark));
+            // https:// too: the endpoint's TLS wraps this connector.
+            connector.enforce_http(false);
             endpoint.connect_with_connector(connector).await
         }
         None => endpoint.connect().await,

@@ -265,6 +265,7 @@ pub async fn http_agent(
         .collect();
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
+        admin_token: None,
         routes,
         faults: vec![],
         log_format: LogFormat::Text,

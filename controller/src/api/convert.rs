@@ -15,6 +15,20 @@ pub(crate) fn timestamp(at: SystemTime) -> Timestamp {
     }
 }
 
+/// An audit row on the wire.
+pub(crate) fn audit_record(e: store::AuditEntry) -> v1::AuditRecord {
+    v1::AuditRecord {
+        sequence: u64::try_from(e.seq).unwrap_or_default(),
+        at: Some(timestamp(e.at)),
+        principal: e.principal,
+        action: e.action,
+        target: e.target.unwrap_or_default(),
+        peer: e.peer.unwrap_or_default(),
+        outcome: e.outcome.as_str().to_owned(),
+        detail: e.detail.unwrap_or_default(),
+    }
+}
+
 pub(crate) fn state(kind: StateKind) -> v1::ExperimentState {
     match kind {
         StateKind::Pending => v1::ExperimentState::Pending,

@@ -18,6 +18,7 @@ use faultline_proto::v1::{
     StartExperimentRequest, StopAllRequest, StopAllResponse, ValidateRequest, ValidateResponse,
     WatchExperimentRequest,
 };
+use faultline_proto::v1::{ListAuditRequest, ListAuditResponse};
 use tonic::{Request, Response, Status};
 
 use super::canonical::canonical_json;
@@ -317,4 +318,26 @@ impl ExperimentService for ExperimentApi {
         }
         Ok(Response::new(ResumeResponse { was_stopped }))
     }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => DEFAULT_AUDIT_LIMIT,
+            n => (n as usize).min(MAX_AUDIT_LIMIT),
+        };
+        let rows = self
+            .store
+            .audit_log(limit)
+            .await
+            .map_err(status::from_store)?;
+        Ok(Response::new(ListAuditResponse {
+            records: rows.into_iter().map(convert::audit_record).collect(),
+        }))
+    }
 }
+
+/// Audit records ListAudit answers when no limit is asked for, and at most.
+const DEFAULT_AUDIT_LIMIT: usize = 100;
+const MAX_AUDIT_LIMIT: usize = 10_000;

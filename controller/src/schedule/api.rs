@@ -9,6 +9,7 @@ use faultline_proto::v1::{
     ListExperimentsResponse, ResumeRequest, ResumeResponse, StartExperimentRequest, StopAllRequest,
     StopAllResponse, ValidateRequest, ValidateResponse, WatchExperimentRequest,
 };
+use faultline_proto::v1::{ListAuditRequest, ListAuditResponse};
 use tonic::{Request, Response, Status};
 
 use super::{ArmError, Scheduler};
@@ -133,5 +134,12 @@ impl ExperimentService for ScheduledExperimentApi {
         request: Request<ResumeRequest>,
     ) -> Result<Response<ResumeResponse>, Status> {
         self.inner.resume(request).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        self.inner.list_audit(request).await
     }
 }

@@ -193,6 +193,27 @@ impl StoreHandle {
         self.call(|s| s.schema_version()).await
     }
 
+    // The audit log (`audit.rs`).
+
+    pub async fn append_audit(&self, entry: super::AuditEntry) -> Result<i64, StoreError> {
+        self.call(move |s| s.append_audit(&entry)).await
+    }
+
+    pub async fn finish_audit(
+        &self,
+        seq: i64,
+        outcome: super::AuditOutcome,
+        target: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |s| s.finish_audit(seq, outcome, target, detail))
+            .await
+    }
+
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<super::AuditEntry>, StoreError> {
+        self.call(move |s| s.audit_log(limit)).await
+    }
+
     // Schedules (`schedules.rs`).
 
     pub async fn arm_schedule(

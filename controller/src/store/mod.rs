@@ -11,6 +11,7 @@
 //! - `agents`: agents seen, upserted.
 //! - `safety`: the emergency stop in force, if any.
 //! - `schedules`: armed schedules (`spec.schedule`) and the runs they created.
+//! - `audit`: the audit log of operator calls (who, what, when, from where, outcome).
 //! - `schema`: the forward migrations and the `schema_version` table.
 //! - `handle`: [`StoreHandle`], the async handle over the thread that owns the [`Store`].
 //!
@@ -21,6 +22,7 @@
 //! then [`StoreHandle::spawn`].
 
 mod agents;
+mod audit;
 mod error;
 mod events;
 mod experiments;
@@ -37,6 +39,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use self::agents::AgentRecord;
+pub use self::audit::{AuditEntry, AuditOutcome};
 pub use self::error::StoreError;
 pub use self::events::{Event, EventKind};
 pub use self::experiments::{Experiment, ExperimentId, ExperimentKey};

@@ -110,6 +110,26 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             CREATE INDEX schedule_runs_by_schedule ON schedule_runs (experiment_id, fire_at_us);
         "#,
     },
+    Migration {
+        version: 4,
+        name: "the audit log",
+        // One row per operator call, allowed or denied (see `audit.rs`): written before the
+        // call runs (outcome 'allowed'), then its outcome ('ok' or 'error'); a denied call is
+        // one row with outcome 'denied'. Append-only: nothing deletes or rewrites a decision.
+        sql: r#"
+            CREATE TABLE audit_log (
+                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                at_us      INTEGER NOT NULL,
+                principal  TEXT    NOT NULL,
+                action     TEXT    NOT NULL,
+                target     TEXT,
+                peer       TEXT,
+                outcome    TEXT    NOT NULL
+                    CHECK (outcome IN ('allowed', 'ok', 'denied', 'error')),
+                detail     TEXT
+            ) STRICT;
+        "#,
+    },
 ];
 
 /// The version this binary brings a database to.

@@ -1,0 +1,148 @@
+//! Who is calling: the name of a bearer token, or the role and name a client certificate
+//! carries.
+//!
+//! Roles live in the certificate's URI SAN, `spiffe://faultline/ROLE/NAME` (what
+//! `faultline certs issue --role ROLE NAME` writes). The CA vouches for the whole certificate,
+//! so a role read from a certificate the TLS handshake verified is as good as the CA: an agent
+//! certificate cannot be passed off as an operator's.
+
+use std::fmt;
+
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// The URI SAN prefix of every faultline certificate.
+pub const SPIFFE_PREFIX: &str = "spiffe://faultline/";
+
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An agent: may open `AgentService.Connect`, nothing else.
+    Agent,
+    /// An operator (a person, CI, the CLI): may call `ExperimentService` and `AgentRegistry`.
+    Operator,
+    /// The controller's own serving certificate.
+    Controller,
+    /// The Kubernetes admission webhook's serving certificate.
+    Webhook,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Agent, Role::Operator, Role::Controller, Role::Webhook];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Operator => "operator",
+            Role::Controller => "controller",
+            Role::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether certificates of this role identify a client (else a server).
+    pub fn is_client(self) -> bool {
+        matches!(self, Role::Agent | Role::Operator)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The URI SAN naming `name` in `role`.
+pub fn spiffe_uri(role: Role, name: &str) -> String {
+    format!("{SPIFFE_PREFIX}{role}/{name}")
+}
+
+/// A name usable in a certificate and an audit row: 1 to 128 of `[A-Za-z0-9._-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Who made a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A bearer token from the tokens file, by its name.
+    Token(String),
+    /// A client certificate the TLS handshake verified, by its role and name.
+    Certificate { role: Role, name: String },
+    /// Nobody in particular: the controller runs without authentication.
+    Anonymous,
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::Token(name) => write!(f, "token:{name}"),
+            Principal::Certificate { role, name } => write!(f, "{role}:{name}"),
+            Principal::Anonymous => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// The role and name of a DER certificate: its first `spiffe://faultline/ROLE/NAME` URI SAN.
+/// `None` when it has none (or it cannot be parsed).
+pub fn certificate_identity(der: &[u8]) -> Option<(Role, String)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::URI(uri) => parse_uri(uri),
+        _ => None,
+    })
+}
+
+fn parse_uri(uri: &str) -> Option<(Role, String)> {
+    let (role, name) = uri.strip_prefix(SPIFFE_PREFIX)?.split_once('/')?;
+    let role = Role::parse(role)?;
+    valid_name(name).then(|| (role, name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_name_a_role_and_a_name() {
+        assert_eq!(
+            parse_uri("spiffe://faultline/operator/alice"),
+            Some((Role::Operator, "alice".into()))
+        );
+        assert_eq!(
+            spiffe_uri(Role::Agent, "pod-1"),
+            "spiffe://faultline/agent/pod-1"
+        );
+        assert_eq!(
+            parse_uri(&spiffe_uri(Role::Agent, "pod-1")),
+            Some((Role::Agent, "pod-1".into()))
+        );
+        for bad in [
+            "spiffe://faultline/admin/alice",
+            "spiffe://other/operator/alice",
+            "spiffe://faultline/operator/",
+            "spiffe://faultline/operator/a/b",
+            "https://faultline/operator/alice",
+        ] {
+            assert_eq!(parse_uri(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn principals_read_as_audit_rows_show_them() {
+        assert_eq!(Principal::Token("ci".into()).to_string(), "token:ci");
+        let cert = Principal::Certificate {
+            role: Role::Operator,
+            name: "alice".into(),
+        };
+        assert_eq!(cert.to_string(), "operator:alice");
+        assert_eq!(Principal::Anonymous.to_string(), "anonymous");
+    }
+}
