@@ -164,6 +164,7 @@ async fn agent(controller: SocketAddr, id: &str) -> Agent {
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![RouteSpec::tcp(
             "r",
             "127.0.0.1:0",

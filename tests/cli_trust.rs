@@ -147,6 +147,7 @@ async fn the_cli_needs_a_valid_token_or_operator_certificate_and_certs_made_by_i
     let agent = Agent::start(&AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![RouteSpec::tcp(
             "r",
             "127.0.0.1:0",
@@ -301,6 +302,7 @@ async fn faultline_agent_sends_the_admin_token() {
     let agent = Agent::start(&AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(AdminToken::new("admin-token-0123456789").unwrap()),
+        health: None,
         routes: vec![],
         faults: vec![],
         log_format: LogFormat::Text,

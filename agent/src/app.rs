@@ -26,6 +26,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--health: cannot listen on {addr}: {source}")]
+    Health {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{flag}: cannot listen on {addr}: {source}")]
     Capture {
         flag: &'static str,
@@ -46,6 +52,8 @@ pub struct Agent {
     pub table: Arc<RouteTable>,
     /// The admin API's bound address (useful when configured with port 0).
     pub admin_addr: SocketAddr,
+    /// The probe listener's bound address (`--health`), when configured.
+    pub health_addr: Option<SocketAddr>,
     /// The capture listeners' bound addresses (outbound, inbound), when configured.
     pub capture_addrs: (Option<SocketAddr>, Option<SocketAddr>),
     drain: CancellationToken,
@@ -83,6 +91,19 @@ impl Agent {
             addr: config.admin,
             source,
         })?;
+        let health = match config.health {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Health { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Health { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let health_addr = health.as_ref().map(|(_, bound)| *bound);
         for spec in &config.routes {
             table
                 .create(spec.clone())
@@ -135,10 +156,18 @@ impl Agent {
             tokio::spawn(crate::admin::serve(
                 admin,
                 table.clone(),
-                config.admin_token.clone(),
+                crate::admin::Access::Admin(config.admin_token.clone()),
                 drain.clone(),
             )),
         ];
+        if let Some((listener, _)) = health {
+            tasks.push(tokio::spawn(crate::admin::serve(
+                listener,
+                table.clone(),
+                crate::admin::Access::Probes,
+                drain.clone(),
+            )));
+        }
         if let Some(controller) = &config.controller {
             tasks.push(tokio::spawn(crate::control::client::run(
                 table.clone(),
@@ -146,10 +175,11 @@ impl Agent {
                 drain.clone(),
             )));
         }
-        tracing::info!(admin = %admin_addr, routes = config.routes.len(), controller = config.controller.as_ref().map(|c| tracing::field::display(&c.url)), "agent started");
+        tracing::info!(admin = %admin_addr, health = health_addr.map(tracing::field::display), routes = config.routes.len(), controller = config.controller.as_ref().map(|c| tracing::field::display(&c.url)), "agent started");
         Ok(Agent {
             table,
             admin_addr,
+            health_addr,
             capture_addrs,
             drain,
             plane,

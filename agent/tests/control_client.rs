@@ -102,6 +102,7 @@ async fn agent(controller: SocketAddr, echo: SocketAddr, http: SocketAddr) -> Ag
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![
             RouteSpec::tcp("web", "127.0.0.1:0", Upstream::Addr(echo)),
             api,

@@ -840,6 +840,7 @@ async fn a_converted_desired_state_applies_to_the_route_table() {
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![],
         faults: vec![],
         log_format: LogFormat::Text,

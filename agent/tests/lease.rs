@@ -39,6 +39,7 @@ impl TestAgent {
         let config = AgentConfig {
             admin: "127.0.0.1:0".parse().unwrap(),
             admin_token: None,
+            health: None,
             routes: vec![],
             faults: vec![],
             log_format: LogFormat::Text,

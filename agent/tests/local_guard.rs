@@ -310,6 +310,7 @@ async fn a_trip_removes_exactly_the_guarded_controller_faults_and_keeps_them_off
     let mut config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![],
         faults: vec![],
         log_format: LogFormat::Text,

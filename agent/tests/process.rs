@@ -340,3 +340,54 @@ async fn with_a_token_the_admin_api_answers_401_without_it() {
     assert_eq!(ready.status, 200, "{ready:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_health_listener_serves_probes_only() {
+    let mut child = Command::new(AGENT)
+        .args(["--admin", "127.0.0.1:0", "--health", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start faultline-agent");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (admin, health): (SocketAddr, SocketAddr) = loop {
+        let line = lines.next().expect("agent exited before starting").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "agent started" {
+            let addr = |k: &str| v["fields"][k].as_str().unwrap().parse().unwrap();
+            break (addr("admin"), addr("health"));
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let agent = Proc { child, admin };
+
+    for path in ["/ready", "/version", "/metrics"] {
+        let r = http::request(health, "GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+    }
+    // Nothing that reads routes or changes the agent is served there.
+    for (method, path) in [
+        ("GET", "/proxies"),
+        ("POST", "/reset"),
+        ("GET", "/faultline/v1/routes"),
+    ] {
+        let r = http::request(health, method, path, None).await;
+        assert_eq!(r.status, 404, "{method} {path}: {r:?}");
+    }
+    let r = http::request(
+        health,
+        "POST",
+        "/proxies",
+        Some(&json!({"name": "x", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"})),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let proxies = http::request(agent.admin, "GET", "/proxies", None).await;
+    assert_eq!(
+        proxies.json(),
+        json!({}),
+        "the probe listener created nothing"
+    );
+}

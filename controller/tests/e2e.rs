@@ -52,6 +52,7 @@ async fn agent(
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![RouteSpec::tcp(
             "echo",
             "127.0.0.1:0",

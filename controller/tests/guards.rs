@@ -205,6 +205,7 @@ impl Fixture {
         let config = AgentConfig {
             admin: "127.0.0.1:0".parse().unwrap(),
             admin_token: None,
+            health: None,
             routes: vec![route],
             faults: vec![],
             log_format: LogFormat::Text,

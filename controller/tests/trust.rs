@@ -229,6 +229,7 @@ async fn agent(c: &Secured, id: &str, tls: ClientTls) -> Agent {
     Agent::start(&AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![route],
         faults: vec![],
         log_format: LogFormat::Text,

@@ -210,6 +210,7 @@ async fn metrics_show_the_agent_experiments_aborts_and_fanout() {
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes: vec![RouteSpec::tcp(
             "echo",
             "127.0.0.1:0",

@@ -119,6 +119,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let agent = Agent::start(&AgentConfig {
         admin: "127.0.0.1:0".parse().expect("a valid address"),
         admin_token: None,
+        health: None,
         routes: vec![route],
         faults: vec![],
         log_format: LogFormat::Text,

@@ -66,6 +66,7 @@ impl Rig {
         let agent = Agent::start(&AgentConfig {
             admin: "127.0.0.1:0".parse().unwrap(),
             admin_token: None,
+            health: None,
             routes: vec![route],
             faults: vec![],
             log_format: LogFormat::Text,

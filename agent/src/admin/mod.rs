@@ -10,6 +10,11 @@
 //! - [`error`]: the error body every handler returns on failure.
 //! - [`auth`]: the optional bearer token (`--admin-token-file`), checked before dispatch.
 //!
+//! The same server also runs as the probe listener (`--health`, [`Access::Probes`]): only
+//! `GET /ready`, `/version` and `/metrics`, no token, nothing that changes the agent. In a pod
+//! it listens on the pod's address for the kubelet and Prometheus while the admin API stays
+//! on loopback.
+//!
 //! Requests from browsers (a `Mozilla/` user agent) are refused, as Toxiproxy does, so a web
 //! page cannot drive the agent through the user's loopback.
 
@@ -32,12 +37,44 @@ use tokio_util::sync::CancellationToken;
 use self::auth::AdminToken;
 use crate::route::RouteTable;
 
-/// Serves the admin API on `listener` until `shutdown` is cancelled; with `token`, requests
-/// need it (see [`auth`]).
+/// What a listener of the admin server lets its clients do.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// The whole admin API; with a token, requests need it (see [`auth`]).
+    Admin(Option<AdminToken>),
+    /// Read-only probes and scrapes: `GET /ready`, `/version`, `/metrics`; 404 otherwise.
+    Probes,
+}
+
+impl Access {
+    /// The answer to a request this access refuses, if it does.
+    fn refuses(&self, req: &http::Request<hyper::body::Incoming>) -> Option<router::Resp> {
+        match self {
+            Access::Admin(None) => None,
+            Access::Admin(Some(token)) => {
+                let admitted = auth::exempt(req.method(), req.uri().path())
+                    || token.admits(
+                        req.headers()
+                            .get(http::header::AUTHORIZATION)
+                            .map(|v| v.as_bytes()),
+                    );
+                (!admitted).then(router::unauthorized)
+            }
+            Access::Probes => {
+                let probe = req.method() == http::Method::GET
+                    && matches!(req.uri().path(), "/ready" | "/version" | "/metrics");
+                (!probe).then(router::probes_only)
+            }
+        }
+    }
+}
+
+/// Serves the admin API (or, with [`Access::Probes`], its probes) on `listener` until
+/// `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     table: Arc<RouteTable>,
-    token: Option<AdminToken>,
+    access: Access,
     shutdown: CancellationToken,
 ) {
     let ready = shutdown.clone();
@@ -55,23 +92,16 @@ pub async fn serve(
         };
         let table = table.clone();
         let ready = ready.clone();
-        let token = token.clone();
+        let access = access.clone();
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let table = table.clone();
                 let draining = ready.is_cancelled();
-                let refused = token.as_ref().is_some_and(|t| {
-                    !auth::exempt(req.method(), req.uri().path())
-                        && !t.admits(
-                            req.headers()
-                                .get(http::header::AUTHORIZATION)
-                                .map(|v| v.as_bytes()),
-                        )
-                });
+                let refused = access.refuses(&req);
                 async move {
-                    if refused {
-                        return Ok::<_, std::convert::Infallible>(router::unauthorized());
+                    if let Some(answer) = refused {
+                        return Ok::<_, std::convert::Infallible>(answer);
                     }
                     Ok(router::handle(req, &table, draining).await)
                 }

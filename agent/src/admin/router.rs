@@ -14,7 +14,7 @@ use crate::route::RouteTable;
 /// Request bodies larger than this are refused.
 const MAX_BODY: usize = 1024 * 1024;
 
-type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 pub async fn handle(req: Request<Incoming>, table: &RouteTable, draining: bool) -> Resp {
     match route(req, table, draining).await {
@@ -35,6 +35,15 @@ pub fn unauthorized() -> Resp {
         http::HeaderValue::from_static("Bearer"),
     );
     r
+}
+
+/// 404 on the probe listener (`--health`) for anything but its three read-only paths.
+pub fn probes_only() -> Resp {
+    let e = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "this listener serves only GET /ready, /version and /metrics; the admin API is on --admin",
+    );
+    json_response(e.status, &e.body())
 }
 
 async fn route(

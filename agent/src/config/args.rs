@@ -91,6 +91,12 @@ pub struct Args {
     )]
     pub admin: SocketAddr,
 
+    /// Also serve the read-only probes (GET /ready, /version, /metrics; no token, nothing
+    /// else) on this address: in a pod, the pod's address for the kubelet and Prometheus, while
+    /// --admin stays on loopback.
+    #[arg(long, env = "FAULTLINE_HEALTH", value_name = "ADDR")]
+    pub health: Option<SocketAddr>,
+
     /// Log format.
     #[arg(long, env = "FAULTLINE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub admin: SocketAddr,
     /// The admin API's bearer token (`--admin-token-file`); required off loopback.
     pub admin_token: Option<AdminToken>,
+    /// The probe listener (`--health`): `GET /ready`, `/version`, `/metrics` only, no token.
+    pub health: Option<SocketAddr>,
     pub routes: Vec<RouteSpec>,
     /// Faults to install at start, by route name.
     pub faults: Vec<(String, Fault)>,
@@ -275,6 +277,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             admin: args.admin,
             admin_token,
+            health: args.health,
             routes,
             faults,
             log_format: args.log_format,

@@ -266,6 +266,7 @@ pub async fn http_agent(
     let config = AgentConfig {
         admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        health: None,
         routes,
         faults: vec![],
         log_format: LogFormat::Text,
