@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::config::Config;
 use faultline_controller::server::Server;
@@ -162,22 +162,15 @@ where
 async fn agent(controller: SocketAddr, id: &str) -> Agent {
     let labels = BTreeMap::from([("app".to_string(), "shop".to_string())]);
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![RouteSpec::tcp(
             "r",
             "127.0.0.1:0",
             Upstream::Addr("127.0.0.1:9".parse().unwrap()),
         )],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::new(&format!("http://{controller}"), id, labels).unwrap(),
         ),
+        ..AgentConfig::embedded()
     };
     Agent::start(&config).await.expect("agent starts")
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use faultline_agent::admin::auth::AdminToken;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ClientTls, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ClientTls, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::auth::{ServerTls, Tokens, Trust};
 use faultline_controller::config::Config;
@@ -145,22 +145,15 @@ async fn the_cli_needs_a_valid_token_or_operator_certificate_and_certs_made_by_i
     )
     .unwrap();
     let agent = Agent::start(&AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![RouteSpec::tcp(
             "r",
             "127.0.0.1:0",
             Upstream::Addr("127.0.0.1:9".parse().unwrap()),
         )],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::with_tls(&url, "agent-a", BTreeMap::new(), tls).unwrap(),
         ),
+        ..AgentConfig::embedded()
     })
     .await
     .unwrap();
@@ -300,16 +293,8 @@ async fn the_cli_needs_a_valid_token_or_operator_certificate_and_certs_made_by_i
 #[tokio::test]
 async fn faultline_agent_sends_the_admin_token() {
     let agent = Agent::start(&AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(AdminToken::new("admin-token-0123456789").unwrap()),
-        health: None,
-        routes: vec![],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
-        controller: None,
+        ..AgentConfig::embedded()
     })
     .await
     .unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{Protocol, RouteSnapshot, RouteSpec, Upstream};
 use faultline_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,22 +100,15 @@ async fn agent(controller: SocketAddr, echo: SocketAddr, http: SocketAddr) -> Ag
     let mut api = RouteSpec::tcp("api", "127.0.0.1:0", Upstream::Addr(http));
     api.protocol = Protocol::Http;
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![
             RouteSpec::tcp("web", "127.0.0.1:0", Upstream::Addr(echo)),
             api,
         ],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::new(&format!("http://{controller}"), "agent-1", labels())
                 .expect("valid controller settings"),
         ),
+        ..AgentConfig::embedded()
     };
     Agent::start(&config).await.expect("agent starts")
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, LogFormat};
+use faultline_agent::config::AgentConfig;
 use faultline_agent::control::convert::{ConvertError, RouteFault, fault_spec};
 use faultline_agent::fault::http::matcher::{GrpcSelector, HeaderCond, HeaderMatch, StrMatch};
 use faultline_agent::fault::http::{
@@ -838,16 +838,7 @@ fn desired_state_round_trips() {
 #[tokio::test]
 async fn a_converted_desired_state_applies_to_the_route_table() {
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
-        routes: vec![],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
-        controller: None,
+        ..AgentConfig::embedded()
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     let mut route = RouteSpec::tcp(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, LogFormat};
+use faultline_agent::config::AgentConfig;
 use faultline_agent::fault::{Direction, Down, Fault, FaultKind, Latency, Origin, Probability};
 use faultline_agent::route::{
     DesiredError, DesiredState, Protocol, RouteError, RouteSnapshot, RouteSpec, RouteTable,
@@ -37,16 +37,7 @@ struct TestAgent {
 impl TestAgent {
     async fn start() -> TestAgent {
         let config = AgentConfig {
-            admin: "127.0.0.1:0".parse().unwrap(),
-            admin_token: None,
-            health: None,
-            routes: vec![],
-            faults: vec![],
-            log_format: LogFormat::Text,
-            drain_grace: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            threads: Some(1),
-            controller: None,
+            ..AgentConfig::embedded()
         };
         let agent = Agent::start(&config).await.expect("agent starts");
         TestAgent {

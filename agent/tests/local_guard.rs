@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use faultline_agent::admin::toxiproxy::ToxicInput;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, LogFormat};
+use faultline_agent::config::AgentConfig;
 use faultline_agent::fault::{Fault, Origin};
 use faultline_agent::guard::{FaultRef, LocalGuard};
 use faultline_agent::route::{DesiredState, Protocol, RouteSpec, RouteTable, Upstream};
@@ -308,16 +308,7 @@ fn domain_guard(faults: &[(&str, &str)]) -> LocalGuard {
 async fn a_trip_removes_exactly_the_guarded_controller_faults_and_keeps_them_off() {
     let upstream = http_upstream().await;
     let mut config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
-        routes: vec![],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
-        controller: None,
+        ..AgentConfig::embedded()
     };
     for name in ["api", "web"] {
         let mut r = RouteSpec::tcp(name, "127.0.0.1:0", Upstream::Addr(upstream));

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::config::Leases;
 use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
@@ -50,22 +50,15 @@ async fn agent(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![RouteSpec::tcp(
             "echo",
             "127.0.0.1:0",
             Upstream::Addr(upstream),
         )],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::new(&format!("http://{controller}"), id, labels).unwrap(),
         ),
+        ..AgentConfig::embedded()
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     let listen = agent.table.get("echo").unwrap().listen;

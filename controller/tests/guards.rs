@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{Protocol, RouteSpec, Upstream};
 use faultline_controller::config::Leases;
 use faultline_controller::guard::http::Http;
@@ -203,15 +203,7 @@ impl Fixture {
         let mut route = RouteSpec::tcp("api", "127.0.0.1:0", Upstream::Addr(service.addr));
         route.protocol = Protocol::Http;
         let config = AgentConfig {
-            admin: "127.0.0.1:0".parse().unwrap(),
-            admin_token: None,
-            health: None,
             routes: vec![route],
-            faults: vec![],
-            log_format: LogFormat::Text,
-            drain_grace: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            threads: Some(1),
             controller: Some(
                 ControllerConfig::new(
                     &format!("http://{addr}"),
@@ -220,6 +212,7 @@ impl Fixture {
                 )
                 .unwrap(),
             ),
+            ..AgentConfig::embedded()
         };
         let agent = Agent::start(&config).await.expect("agent starts");
         let route = agent.table.get("api").unwrap().listen;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ClientTls, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ClientTls, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::auth::{ServerTls, Tokens, Trust};
 use faultline_controller::config::Config;
@@ -227,16 +227,9 @@ async fn agent(c: &Secured, id: &str, tls: ClientTls) -> Agent {
         Upstream::Addr("127.0.0.1:9".parse().unwrap()),
     );
     Agent::start(&AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![route],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(ControllerConfig::with_tls(&c.url(), id, BTreeMap::new(), tls).unwrap()),
+        ..AgentConfig::embedded()
     })
     .await
     .expect("the agent starts")

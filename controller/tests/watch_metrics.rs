@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::config::Leases;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
@@ -208,23 +208,16 @@ async fn metrics_show_the_agent_experiments_aborts_and_fanout() {
     );
 
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes: vec![RouteSpec::tcp(
             "echo",
             "127.0.0.1:0",
             Upstream::Addr("127.0.0.1:9".parse().unwrap()),
         )],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::new(&format!("http://{}", c.addr), "agent-m", BTreeMap::new())
                 .unwrap(),
         ),
+        ..AgentConfig::embedded()
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     eventually(Duration::from_secs(10), "the agent counted", || async {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{Protocol, RouteSpec, Upstream};
 use faultline_controller::config::{Config, Leases};
 use faultline_controller::server::Server;
@@ -117,20 +117,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let mut route = RouteSpec::tcp("api", "127.0.0.1:0", Upstream::Addr(service.addr));
     route.protocol = Protocol::Http;
     let agent = Agent::start(&AgentConfig {
-        admin: "127.0.0.1:0".parse().expect("a valid address"),
-        admin_token: None,
-        health: None,
         routes: vec![route],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(ControllerConfig::new(
             &format!("http://{controller_addr}"),
             "demo-api-agent",
             BTreeMap::from([("app".to_owned(), "api".to_owned())]),
         )?),
+        ..AgentConfig::embedded()
     })
     .await
     .context("cannot start the agent")?;

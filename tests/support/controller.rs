@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+use faultline_agent::config::{AgentConfig, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::config::Config;
 use faultline_controller::server::Server;
@@ -64,18 +64,11 @@ impl Rig {
             Upstream::Addr("127.0.0.1:9".parse().unwrap()),
         );
         let agent = Agent::start(&AgentConfig {
-            admin: "127.0.0.1:0".parse().unwrap(),
-            admin_token: None,
-            health: None,
             routes: vec![route],
-            faults: vec![],
-            log_format: LogFormat::Text,
-            drain_grace: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            threads: Some(1),
             controller: Some(
                 ControllerConfig::new(&format!("http://{addr}"), "agent-a", labels).unwrap(),
             ),
+            ..AgentConfig::embedded()
         })
         .await
         .expect("the agent starts");

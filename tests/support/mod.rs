@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_agent::app::Agent;
-use faultline_agent::config::{AgentConfig, LogFormat};
+use faultline_agent::config::AgentConfig;
 use faultline_agent::route::{HttpOptions, Protocol, RouteSpec, RouteTable, Upstream};
 
 /// An agent running inside the test process.
@@ -96,16 +96,8 @@ impl TestAgent {
 /// Starts an agent with no routes and its admin API on a free loopback port.
 pub async fn agent() -> TestAgent {
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
-        routes: vec![],
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
         threads: None,
-        controller: None,
+        ..AgentConfig::embedded()
     };
     let agent = Agent::start(&config).await.expect("agent starts");
     let admin = agent.admin_addr;

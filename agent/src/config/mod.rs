@@ -47,6 +47,27 @@ pub struct AgentConfig {
     pub controller: Option<ControllerConfig>,
 }
 
+impl AgentConfig {
+    /// An agent for embedding (tests, `faultline demo`): the admin API on a loopback port the
+    /// kernel picks, no token, no probe listener, no routes or faults, one data-plane thread,
+    /// 1 s drain grace, 2 s connect timeout, standalone. Set what differs with struct update
+    /// syntax: `AgentConfig { routes, ..AgentConfig::embedded() }`.
+    pub fn embedded() -> AgentConfig {
+        AgentConfig {
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: None,
+            health: None,
+            routes: Vec::new(),
+            faults: Vec::new(),
+            log_format: LogFormat::Text,
+            drain_grace: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            threads: Some(1),
+            controller: None,
+        }
+    }
+}
+
 /// Transparent capture (`--capture-outbound`, `--capture-inbound`, `--mark`,
 /// `--detect-timeout`). Kept beside [`AgentConfig`], which embedders build field by field:
 /// [`crate::app::Agent::start`] runs without capture.

@@ -253,7 +253,7 @@ pub async fn http_agent(
     upstream: SocketAddr,
     routes: &[&str],
 ) -> faultline_agent::app::Agent {
-    use faultline_agent::config::{AgentConfig, ControllerConfig, LogFormat};
+    use faultline_agent::config::{AgentConfig, ControllerConfig};
     use faultline_agent::route::{Protocol, RouteSpec, Upstream};
     let routes = routes
         .iter()
@@ -264,15 +264,7 @@ pub async fn http_agent(
         })
         .collect();
     let config = AgentConfig {
-        admin: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
-        health: None,
         routes,
-        faults: vec![],
-        log_format: LogFormat::Text,
-        drain_grace: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(2),
-        threads: Some(1),
         controller: Some(
             ControllerConfig::new(
                 &format!("http://{controller}"),
@@ -281,6 +273,7 @@ pub async fn http_agent(
             )
             .expect("valid controller settings"),
         ),
+        ..AgentConfig::embedded()
     };
     faultline_agent::app::Agent::start(&config)
         .await
