@@ -206,5 +206,7 @@ refused() {
 refused "controller.replicaCount must be 1" --set controller.replicaCount=2
 refused "webhook.tls.existingSecret needs webhook.tls.caBundle" --set webhook.tls.existingSecret=mine
 refused "agent.capture must be one of" --set agent.capture=all
+refused "controller.tls.existingSecret needs agent.tls.secretName" --set controller.tls.existingSecret=mine
+refused "agent.tls.secretName needs controller.tls.existingSecret" --set agent.tls.secretName=mine
 refused "controller.tokens.key must be a Secret key" --set controller.tokens.key=a/b
 echo "helm-check: ok"

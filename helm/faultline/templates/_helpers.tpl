@@ -85,6 +85,12 @@ The Secret with the operators' tokens file: the operator's, else the one the cha
 {{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
 {{- fail "webhook.failurePolicy must be Ignore or Fail" }}
 {{- end }}
+{{- if and .Values.webhook.enabled .Values.controller.tls.existingSecret (not .Values.agent.tls.secretName) }}
+{{- fail "controller.tls.existingSecret needs agent.tls.secretName: with TLS, agents dial https:// and must present a client certificate of role agent" }}
+{{- end }}
+{{- if and .Values.agent.tls.secretName (not .Values.controller.tls.existingSecret) (not (hasPrefix "https://" .Values.agent.controllerUrl)) }}
+{{- fail "agent.tls.secretName needs controller.tls.existingSecret (or an https:// agent.controllerUrl): an agent with a CA refuses an http:// controller" }}
+{{- end }}
 {{- if not (regexMatch "^[-._a-zA-Z0-9]+$" (toString .Values.controller.tokens.key)) }}
 {{- fail "controller.tokens.key must be a Secret key ([-._a-zA-Z0-9]+)" }}
 {{- end }}
