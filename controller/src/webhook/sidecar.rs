@@ -3,8 +3,11 @@
 //! - `faultline-agent`: the agent, as the fixed non-root user of the inject config (`uid`), which
 //!   the init container's rules exempt from capture so the agent's own upstream connections
 //!   are not sent back to itself; read-only root, no privilege escalation, every capability
-//!   dropped except `NET_ADMIN` when it marks its sockets (`mark`, `SO_MARK` needs it). The
-//!   kubelet probes its admin API: `/ready` (not ready while it drains) and `/version`.
+//!   dropped except `NET_ADMIN` when it marks its sockets (`mark`, `SO_MARK` needs it). Its
+//!   admin API stays on loopback; the kubelet probes its health listener (`healthListen`):
+//!   `/ready` (not ready while it drains) and `/version`; Prometheus can scrape the agent's
+//!   `/metrics` on the same port. No `ports` entry is declared: a name there could clash with
+//!   the app's, and the probes do not need one.
 //! - `faultline-init`: `faultline-agent init-iptables`, as root with `NET_ADMIN` and `NET_RAW`
 //!   only, which installs the pod's redirect rules and exits. It is appended *after* the pod's
 //!   own init containers: those run before any redirect exists, when no agent would be there to
@@ -28,7 +31,7 @@ pub fn agent(config: &InjectConfig, options: &Options, labels: &[&str]) -> Value
     if config.mark.is_some() && options.capture != Capture::None {
         capabilities["add"] = json!(["NET_ADMIN"]);
     }
-    let admin = config.admin.port();
+    let health = config.health.port();
     let mut container = json!({
         "name": AGENT,
         "image": config.image,
@@ -44,12 +47,12 @@ pub fn agent(config: &InjectConfig, options: &Options, labels: &[&str]) -> Value
             "capabilities": capabilities,
         },
         "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": admin},
+            "httpGet": {"path": "/ready", "port": health},
             "periodSeconds": 5,
             "failureThreshold": 3,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/version", "port": admin},
+            "httpGet": {"path": "/version", "port": health},
             "periodSeconds": 10,
             "failureThreshold": 3,
         },

@@ -20,6 +20,8 @@ macro_rules! fixture {
 const CONFIG: &str = "\
 image: registry.example/faultline-agent:0.1.0
 imagePullPolicy: IfNotPresent
+adminListen: 127.0.0.1:8474
+healthListen: 0.0.0.0:15020
 capture: outbound
 uid: 2102
 mark: 2102
@@ -116,7 +118,8 @@ fn a_deployment_pod_gets_the_agent_its_labels_and_both_captures() {
             "FAULTLINE_LABELS=app.kubernetes.io/name=$(FAULTLINE_LABEL_0),\
              app.kubernetes.io/part-of=$(FAULTLINE_LABEL_1),\
              pod-template-hash=$(FAULTLINE_LABEL_2),tier=$(FAULTLINE_LABEL_3)",
-            "FAULTLINE_ADMIN=0.0.0.0:8474",
+            "FAULTLINE_ADMIN=127.0.0.1:8474",
+            "FAULTLINE_HEALTH=0.0.0.0:15020",
             "FAULTLINE_CAPTURE_OUTBOUND=0.0.0.0:15001",
             "FAULTLINE_CAPTURE_INBOUND=0.0.0.0:15006",
             "FAULTLINE_MARK=2102",
@@ -136,13 +139,14 @@ fn a_deployment_pod_gets_the_agent_its_labels_and_both_captures() {
             "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
         })
     );
+    // The kubelet probes the health listener; the admin API stays on loopback.
     assert_eq!(
         agent["readinessProbe"]["httpGet"],
-        json!({"path": "/ready", "port": 8474})
+        json!({"path": "/ready", "port": 15020})
     );
     assert_eq!(
         agent["livenessProbe"]["httpGet"],
-        json!({"path": "/version", "port": 8474})
+        json!({"path": "/version", "port": 15020})
     );
     assert_eq!(
         agent["volumeMounts"],
@@ -166,7 +170,7 @@ fn a_deployment_pod_gets_the_agent_its_labels_and_both_captures() {
             "--inbound-ports",
             "8080",
             "--exclude-inbound-ports",
-            "8474,15001,15006",
+            "8474,15020,15001,15006",
             "--uid",
             "2102",
             "--mark",
@@ -375,6 +379,13 @@ fn annotation_combinations_that_cannot_work_are_refused() {
     );
     assert!(
         m.contains("faultline.dev/inbound-ports: 8474 is one of the agent's own ports"),
+        "{m}"
+    );
+    let m = denied(
+        json!({"faultline.dev/inject": "true", "faultline.dev/capture": "inbound", "faultline.dev/inbound-ports": "15020"}),
+    );
+    assert!(
+        m.contains("faultline.dev/inbound-ports: 15020 is one of the agent's own ports (8474,15020,15001,15006)"),
         "{m}"
     );
     let m = denied(

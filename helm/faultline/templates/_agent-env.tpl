@@ -3,8 +3,8 @@ The one place chart values become the agent's environment variables (rendered in
 config's `env`, which the webhook gives every agent as is). The webhook adds only what depends
 on the pod: FAULTLINE_POD_NAME/NAMESPACE and FAULTLINE_AGENT_ID (Downward API), the pod's labels
 (FAULTLINE_LABEL_<i>, composed into FAULTLINE_LABELS with $(VAR) expansion), FAULTLINE_ADMIN and
-the capture listeners and mark the pod's annotations ask for; it refuses a config that sets any
-of those here.
+FAULTLINE_HEALTH (from agent.ports), and the capture listeners and mark the pod's annotations ask
+for; it refuses a config that sets any of those here.
 */}}
 {{- define "faultline.agentEnv" -}}
 - name: FAULTLINE_CONTROLLER

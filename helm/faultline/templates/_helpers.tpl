@@ -62,6 +62,18 @@ app.kubernetes.io/part-of: faultline
 {{- default (printf "%s-webhook-tls" (include "faultline.fullname" .)) .Values.webhook.tls.existingSecret }}
 {{- end }}
 
+{{/*
+The Secret with the operators' tokens file: the operator's, else the one the chart makes
+(templates/tokens-secret.yaml); none only with controller.insecure.
+*/}}
+{{- define "faultline.tokensSecretName" -}}
+{{- if .Values.controller.tokens.existingSecret }}
+{{- .Values.controller.tokens.existingSecret }}
+{{- else if not .Values.controller.insecure }}
+{{- printf "%s-operator-tokens" (include "faultline.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* Refuses values that cannot work, with the reason. */}}
 {{- define "faultline.validate" -}}
 {{- if ne (int .Values.controller.replicaCount) 1 }}
@@ -72,6 +84,15 @@ app.kubernetes.io/part-of: faultline
 {{- end }}
 {{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
 {{- fail "webhook.failurePolicy must be Ignore or Fail" }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.controller.tls.existingSecret (not .Values.agent.tls.secretName) }}
+{{- fail "controller.tls.existingSecret needs agent.tls.secretName: with TLS, agents dial https:// and must present a client certificate of role agent" }}
+{{- end }}
+{{- if and .Values.agent.tls.secretName (not .Values.controller.tls.existingSecret) (not (hasPrefix "https://" .Values.agent.controllerUrl)) }}
+{{- fail "agent.tls.secretName needs controller.tls.existingSecret (or an https:// agent.controllerUrl): an agent with a CA refuses an http:// controller" }}
+{{- end }}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" (toString .Values.controller.tokens.key)) }}
+{{- fail "controller.tokens.key must be a Secret key ([-._a-zA-Z0-9]+)" }}
 {{- end }}
 {{- if not (has .Values.agent.capture (list "outbound" "inbound" "both" "none")) }}
 {{- fail "agent.capture must be one of outbound, inbound, both, none" }}
