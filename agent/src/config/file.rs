@@ -294,6 +294,8 @@ mod examples {
         .unwrap();
         assert_eq!(p.routes.len(), 3);
         assert!(p.routes.iter().all(|r| r.capture.is_some()));
-        assert_eq!(p.faults.len(), 2);
+        assert_eq!(p.faults.len(), 3);
+        let scoped = p.faults[2].1.matcher.as_ref().unwrap();
+        assert!(scoped.destination.is_some());
     }
 }
