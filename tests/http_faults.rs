@@ -566,6 +566,18 @@ async fn malformed_rules_are_refused_naming_the_field_and_change_nothing() {
             "match.headers[0]",
         ),
         (
+            json!({"type": "http_abort", "attributes": {"status": 503}, "match": {"destination": {"destinations": ["10.0.0.0/8", "not-an-ip"]}}}),
+            "match.destination.destinations[1]",
+        ),
+        (
+            json!({"type": "http_abort", "attributes": {"status": 503}, "match": {"destination": {"ports": [70000]}}}),
+            "match.destination.ports[0]",
+        ),
+        (
+            json!({"type": "http_abort", "attributes": {"status": 503}, "match": {"destination": {"addresses": []}}}),
+            "match.destination.addresses",
+        ),
+        (
             json!({"type": "http_abort", "attributes": {"status": 503}, "cohort": {"seed": 1}}),
             "cohort.header",
         ),

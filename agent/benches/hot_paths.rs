@@ -244,7 +244,7 @@ fn request_outside_cohort(snap: &RouteSnapshot) -> http::Request<()> {
             req
         })
         .find(|req| {
-            let chosen = select::choose(snap, req, false).expect("no header faults");
+            let chosen = select::choose(snap, req, None, false).expect("no header faults");
             !chosen.injected()
         })
         .expect("90% of users are outside a 10% cohort")
@@ -267,7 +267,7 @@ fn http_select(c: &mut Criterion) {
     let mut g = c.benchmark_group("http_select");
     for (name, snap, req) in &cases {
         g.bench_with_input(BenchmarkId::new("choose", name), snap, |b, snap| {
-            b.iter(|| black_box(select::choose(snap, black_box(*req), false)))
+            b.iter(|| black_box(select::choose(snap, black_box(*req), None, false)))
         });
     }
     g.finish();

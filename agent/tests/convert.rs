@@ -10,7 +10,9 @@ use bytes::Bytes;
 use faultline_agent::app::Agent;
 use faultline_agent::config::AgentConfig;
 use faultline_agent::control::convert::{ConvertError, RouteFault, fault_spec};
-use faultline_agent::fault::http::matcher::{GrpcSelector, HeaderCond, HeaderMatch, StrMatch};
+use faultline_agent::fault::http::matcher::{
+    DestinationMatch, GrpcSelector, HeaderCond, HeaderMatch, StrMatch,
+};
 use faultline_agent::fault::http::{
     Abort, Cohort, Delay, DelayPhase, GrpcAbort, GrpcStream, HttpReset, RequestMatch, ResetPhase,
     StreamAction, Throttle,
@@ -78,6 +80,14 @@ fn selective(name: &str, kind: FaultKind) -> Fault {
                 },
             ],
             authority: Some(StrMatch::Exact("api.local".into())),
+            destination: Some(DestinationMatch {
+                destinations: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "192.0.2.7/32".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ],
+                ports: vec![6379],
+            }),
         })),
         cohort: Some(Cohort {
             header: HeaderName::from_static("x-user"),
@@ -273,6 +283,16 @@ fn grpc_match(service: &str, method: &str) -> v1::RequestMatch {
         grpc: Some(v1::GrpcSelector {
             service: service.into(),
             method: method.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn destination_match(destinations: &[&str], ports: &[u32]) -> v1::RequestMatch {
+    v1::RequestMatch {
+        destination: Some(v1::DestinationMatch {
+            destinations: destinations.iter().map(|d| d.to_string()).collect(),
+            ports: ports.to_vec(),
         }),
         ..Default::default()
     }
@@ -716,6 +736,26 @@ fn every_validation_rule_is_enforced_with_the_field_path() {
         (
             with_match(abort(503), grpc_match("pkg.Echo", "Say/x")),
             "match.grpc.method",
+        ),
+        // match.destination: networks and ports, as a captured route's match.
+        (
+            with_match(
+                abort(503),
+                destination_match(&["10.0.0.0/8", "10.0.0.0/33"], &[]),
+            ),
+            "match.destination.destinations[1]",
+        ),
+        (
+            with_match(abort(503), destination_match(&["redis"], &[6379])),
+            "match.destination.destinations[0]",
+        ),
+        (
+            with_match(abort(503), destination_match(&[], &[6379, 65536])),
+            "match.destination.ports[1]",
+        ),
+        (
+            with_match(abort(503), destination_match(&[], &[0])),
+            "match.destination.ports[0]",
         ),
         (
             v1::FaultSpec {

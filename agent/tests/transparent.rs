@@ -227,6 +227,79 @@ fn outbound_capture_exempted_by_mark_injects_http_and_tcp_faults_per_destination
 }
 
 #[test]
+fn a_rule_matching_one_destination_faults_only_calls_to_it_on_a_catch_all_route() {
+    let Some(pair) = Pair::new() else { return };
+    // One dependency (.2:8080) among three on B: another address on the same port, and
+    // another port on the same address.
+    let target = pair.addr(2, 8080);
+    let other_host = pair.addr(3, 8080);
+    let other_port = pair.addr(2, 8081);
+    let target_seen = http_server(&pair.b, target);
+    let other_host_seen = http_server(&pair.b, other_host);
+    let other_port_seen = http_server(&pair.b, other_port);
+    let config = "routes:
+  - name: egress
+    capture: outbound
+    upstream: original
+    protocol: auto
+";
+    let agent = start_agent(&pair, config, &["--mark", MARK]);
+    init_iptables(&pair, &["--mark", MARK, "--no-inbound"]);
+
+    let rule = format!(
+        r#"{{"name":"b1-down","type":"http_abort","attributes":{{"status":503}},"match":{{"destination":{{"destinations":["{}"],"ports":[{}]}}}}}}"#,
+        target.ip(),
+        target.port()
+    );
+    let a = admin(
+        &pair.a,
+        agent.admin,
+        "POST",
+        "/faultline/v1/routes/egress/rules",
+        &rule,
+    );
+    assert!(a.status == 200 || a.status == 201, "add rule: {}", a.body);
+
+    let a = get_in(&pair.a, target).expect("the agent answers");
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(target_seen.count(), 0, "an aborted call never reaches B");
+    for (addr, seen) in [
+        (other_host, &other_host_seen),
+        (other_port, &other_port_seen),
+    ] {
+        let a = get_in(&pair.a, addr).expect("the call goes through");
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (200, &*format!("hello from {addr}")),
+            "{addr}"
+        );
+        assert_eq!(seen.count(), 1, "{addr}");
+    }
+    // Every call went through the one route: the rule, not the route, told them apart.
+    let m = metrics(&pair, &agent);
+    assert_eq!(metric(&m, "faultline_route_connections_total", "egress"), 3);
+    let rules = admin(
+        &pair.a,
+        agent.admin,
+        "GET",
+        "/faultline/v1/routes/egress/rules",
+        "",
+    );
+    assert!(
+        rules.body.contains(&format!(
+            r#""destination":{{"destinations":["{}/32"],"ports":[8080]}}"#,
+            target.ip()
+        )),
+        "{}",
+        rules.body
+    );
+
+    init_iptables(&pair, &["--cleanup"]);
+    assert!(!iptables_save(&pair, "iptables-save").contains("FAULTLINE"));
+    drop(agent);
+}
+
+#[test]
 fn inbound_capture_reaches_the_pods_own_server_with_faults() {
     let Some(pair) = Pair::new() else { return };
     let server = pair.addr(1, 7070);

@@ -8,8 +8,8 @@ use faultline_proto::FILE_DESCRIPTOR_SET;
 use faultline_proto::prost_types::{self, FileDescriptorProto, FileDescriptorSet};
 use faultline_proto::v1::{
     Ack, Agent, AgentHeartbeat, AgentMessage, Bandwidth, Bucket, Cohort, ControllerHeartbeat,
-    ControllerMessage, CountByOrigin, CountsByOrigin, DesiredState, Direction, Down, Experiment,
-    ExperimentEvent, ExperimentEventKind, ExperimentState, FaultSpec, FieldError,
+    ControllerMessage, CountByOrigin, CountsByOrigin, DesiredState, DestinationMatch, Direction,
+    Down, Experiment, ExperimentEvent, ExperimentEventKind, ExperimentState, FaultSpec, FieldError,
     GetExperimentResponse, Goodbye, GrpcAbort, GrpcSelector, GrpcStream, HeaderMatch, Hello,
     HistogramSnapshot, HttpAbort, HttpDelay, HttpReset, HttpThrottle, Latency, LimitData,
     ListAgentsResponse, Partition, Protocol, RequestMatch, ResetPeer, Route, RouteSli, RuleCount,
@@ -217,6 +217,10 @@ fn request_match_and_cohort_round_trip() {
         ],
         authority: Some(StrMatch {
             kind: Some(str_match::Kind::Exact("api.local".into())),
+        }),
+        destination: Some(DestinationMatch {
+            destinations: vec!["10.0.0.0/8".into(), "2001:db8::7".into()],
+            ports: vec![6379, 443],
         }),
     };
     let mut f = fault(

@@ -1,9 +1,10 @@
 //! Captured routes in JSON and YAML (the admin API and the config file share this shape):
 //! `"capture": "outbound"` with an optional `"match": {"destinations": [...], "ports": [...]}`.
+//! HTTP rules take the same `{"destinations", "ports"}` object as `match.destination`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::route::capture::parse_destination;
+use crate::route::capture::{DestinationMatch, parse_destination};
 use crate::route::{CaptureDirection, CaptureMatch};
 
 /// `match` of a captured route: original destinations by network (a bare address is one host)
@@ -23,20 +24,36 @@ pub type FieldError = (String, String);
 /// Validates a captured route's `capture` and `match` fields.
 pub fn parse(direction: &str, m: Option<MatchInput>) -> Result<CaptureMatch, FieldError> {
     let direction: CaptureDirection = direction.parse().map_err(|e| ("capture".into(), e))?;
-    let m = m.unwrap_or_default();
-    let mut destinations = Vec::with_capacity(m.destinations.len());
-    for (i, d) in m.destinations.iter().enumerate() {
-        destinations
-            .push(parse_destination(d).map_err(|e| (format!("match.destinations[{i}]"), e))?);
-    }
-    if let Some(i) = m.ports.iter().position(|p| *p == 0) {
-        return Err((format!("match.ports[{i}]"), "port 0 matches nothing".into()));
-    }
+    let d = destinations(m.unwrap_or_default()).map_err(|(f, e)| (format!("match.{f}"), e))?;
     Ok(CaptureMatch {
         direction,
+        destinations: d.destinations,
+        ports: d.ports,
+    })
+}
+
+/// Validates original destinations and ports (a captured route's `match`, an HTTP rule's
+/// `match.destination`); the error's field is relative (`destinations[1]`, `ports[0]`).
+pub fn destinations(m: MatchInput) -> Result<DestinationMatch, FieldError> {
+    let mut destinations = Vec::with_capacity(m.destinations.len());
+    for (i, d) in m.destinations.iter().enumerate() {
+        destinations.push(parse_destination(d).map_err(|e| (format!("destinations[{i}]"), e))?);
+    }
+    if let Some(i) = m.ports.iter().position(|p| *p == 0) {
+        return Err((format!("ports[{i}]"), "port 0 matches nothing".into()));
+    }
+    Ok(DestinationMatch {
         destinations,
         ports: m.ports,
     })
+}
+
+/// The JSON shape of original destinations, for views.
+pub fn destinations_input(m: &DestinationMatch) -> MatchInput {
+    MatchInput {
+        destinations: m.destinations.iter().map(ToString::to_string).collect(),
+        ports: m.ports.clone(),
+    }
 }
 
 /// The JSON shape of a route's match, for views.

@@ -13,8 +13,11 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::capture::{self, MatchInput};
 use super::error::ApiError;
-use crate::fault::http::matcher::{GrpcSelector, HeaderCond, HeaderMatch, StrMatch};
+use crate::fault::http::matcher::{
+    DestinationMatch, GrpcSelector, HeaderCond, HeaderMatch, StrMatch,
+};
 use crate::fault::http::{
     Abort, Cohort, Delay, DelayPhase, GrpcAbort, GrpcStream, HttpReset, RequestMatch, ResetPhase,
     StreamAction, Throttle, grpc_abort,
@@ -375,6 +378,7 @@ pub fn parse_match(v: &Value) -> Result<RequestMatch, ApiError> {
             }
             "path" => m.path = Some(str_match(v, "match.path")?),
             "authority" => m.authority = Some(str_match(v, "match.authority")?),
+            "destination" => m.destination = Some(destination(v)?),
             "grpc" => {
                 let s = v.as_str().ok_or_else(|| {
                     bad(
@@ -451,12 +455,55 @@ pub fn parse_match(v: &Value) -> Result<RequestMatch, ApiError> {
             other => {
                 return Err(bad(
                     format!("match.{other}"),
-                    "unknown field (expected methods, path, grpc, headers, authority)",
+                    "unknown field (expected methods, path, grpc, headers, authority, destination)",
                 ));
             }
         }
     }
     Ok(m)
+}
+
+/// Parses `match.destination`: `{"destinations": [CIDR or address, ...], "ports": [...]}`,
+/// the shape of a captured route's `match`, validated by the same function.
+fn destination(v: &Value) -> Result<DestinationMatch, ApiError> {
+    const F: &str = "match.destination";
+    let o = v.as_object().ok_or_else(|| {
+        bad(
+            F,
+            "must be an object {\"destinations\": [CIDR or address, ...], \"ports\": [...]}",
+        )
+    })?;
+    let mut input = MatchInput::default();
+    for (k, v) in o {
+        let field = format!("{F}.{k}");
+        if k != "destinations" && k != "ports" {
+            return Err(bad(field, "unknown field (expected destinations, ports)"));
+        }
+        let list = v.as_array().ok_or_else(|| bad(&field, "must be a list"))?;
+        for (i, item) in list.iter().enumerate() {
+            if k == "destinations" {
+                let s = item.as_str().ok_or_else(|| {
+                    bad(
+                        format!("{field}[{i}]"),
+                        "must be a string (an address or CIDR)",
+                    )
+                })?;
+                input.destinations.push(s.to_owned());
+            } else {
+                let port = item
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            format!("{field}[{i}]"),
+                            format!("must be a port (1-65535), got {item}"),
+                        )
+                    })?;
+                input.ports.push(port);
+            }
+        }
+    }
+    capture::destinations(input).map_err(|(f, e)| bad(format!("{F}.{f}"), e))
 }
 
 pub fn match_json(m: &RequestMatch) -> Value {
@@ -495,6 +542,13 @@ pub fn match_json(m: &RequestMatch) -> Value {
     }
     if let Some(a) = &m.authority {
         o.insert("authority".into(), str_match_json(a));
+    }
+    if let Some(d) = &m.destination {
+        let d = capture::destinations_input(d);
+        o.insert(
+            "destination".into(),
+            json!({ "destinations": d.destinations, "ports": d.ports }),
+        );
     }
     Value::Object(o)
 }
@@ -638,4 +692,80 @@ pub fn rule_json(v: &crate::route::FaultView) -> Value {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_parses_like_a_captured_routes_match_and_shows_back() {
+        let m = parse_match(&json!({
+            "path": {"prefix": "/v1/"},
+            "destination": {"destinations": ["10.9.0.0/16", "192.0.2.7", "2001:db8::/32"], "ports": [6379]},
+        }))
+        .unwrap();
+        let d = m.destination.as_ref().unwrap();
+        assert_eq!(d.ports, [6379]);
+        assert_eq!(d.destinations.len(), 3);
+        assert!(d.matches("192.0.2.7:6379".parse().unwrap()));
+        let shown = match_json(&m);
+        assert_eq!(
+            shown["destination"],
+            json!({"destinations": ["10.9.0.0/16", "192.0.2.7/32", "2001:db8::/32"], "ports": [6379]})
+        );
+        assert_eq!(parse_match(&shown).unwrap(), m);
+        // Either list may be left out.
+        let ports_only = parse_match(&json!({"destination": {"ports": [80]}})).unwrap();
+        assert_eq!(
+            ports_only.destination,
+            Some(DestinationMatch {
+                destinations: vec![],
+                ports: vec![80]
+            })
+        );
+    }
+
+    #[test]
+    fn bad_destinations_name_the_field() {
+        let field = |d: Value| {
+            parse_match(&json!({ "destination": d }))
+                .unwrap_err()
+                .field
+                .unwrap_or_default()
+        };
+        assert_eq!(field(json!("10.0.0.0/8")), "match.destination");
+        assert_eq!(
+            field(json!({"destinations": "10.0.0.0/8"})),
+            "match.destination.destinations"
+        );
+        assert_eq!(
+            field(json!({"destinations": ["10.0.0.0/8", "10.0.0.300"]})),
+            "match.destination.destinations[1]"
+        );
+        assert_eq!(
+            field(json!({"destinations": [10]})),
+            "match.destination.destinations[0]"
+        );
+        assert_eq!(
+            field(json!({"ports": [80, 70000]})),
+            "match.destination.ports[1]"
+        );
+        assert_eq!(field(json!({"ports": [0]})), "match.destination.ports[0]");
+        assert_eq!(
+            field(json!({"ports": ["http"]})),
+            "match.destination.ports[0]"
+        );
+        assert_eq!(
+            field(json!({"addresses": ["10.0.0.1"]})),
+            "match.destination.addresses"
+        );
+        let e =
+            parse_match(&json!({"destination": {"destinations": ["10.0.0.0/40"]}})).unwrap_err();
+        assert!(
+            e.message.contains("is not an address or CIDR"),
+            "{}",
+            e.message
+        );
+    }
 }

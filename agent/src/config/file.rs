@@ -211,6 +211,24 @@ mod tests {
     }
 
     #[test]
+    fn rules_match_by_destination_and_name_a_bad_one() {
+        let route = "routes:\n  - name: egress\n    capture: outbound\n    upstream: original\n    faults:\n      - type: http_abort\n        attributes: { status: 503 }\n";
+        let ok = format!(
+            "{route}        match: {{ destination: {{ destinations: [192.0.2.7], ports: [8080] }} }}\n"
+        );
+        let p = parse(&ok, Path::new("c.yaml")).unwrap();
+        let d = p.faults[0].1.matcher.as_ref().unwrap().destination.clone();
+        assert_eq!(
+            d.map(|d| (d.destinations[0].to_string(), d.ports)),
+            Some(("192.0.2.7/32".into(), vec![8080]))
+        );
+        let bad = format!("{route}        match: {{ destination: {{ ports: [0] }} }}\n");
+        let e = parse(&bad, Path::new("c.yaml")).unwrap_err();
+        assert_eq!(e.setting, "c.yaml: routes[0].faults[0]");
+        assert!(e.to_string().contains("match.destination.ports[0]"), "{e}");
+    }
+
+    #[test]
     fn captured_route_errors_name_the_field() {
         let cases = [
             (
@@ -276,6 +294,8 @@ mod examples {
         .unwrap();
         assert_eq!(p.routes.len(), 3);
         assert!(p.routes.iter().all(|r| r.capture.is_some()));
-        assert_eq!(p.faults.len(), 2);
+        assert_eq!(p.faults.len(), 3);
+        let scoped = p.faults[2].1.matcher.as_ref().unwrap();
+        assert!(scoped.destination.is_some());
     }
 }

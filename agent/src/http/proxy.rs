@@ -142,7 +142,7 @@ pub async fn handle(
         return Err(Box::new(InjectedReset));
     }
     let is_grpc = conn.route.protocol == Protocol::Grpc || grpc::is_grpc(&req);
-    let chosen = match select::choose(&snap, &req, is_grpc) {
+    let chosen = match select::choose(&snap, &req, conn.original, is_grpc) {
         Ok(c) => c,
         Err(bad) => return Ok(bad_header(&snap, bad, started)),
     };

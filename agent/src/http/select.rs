@@ -7,6 +7,7 @@
 //! order) that has a cohort and matches the request decides it from the request's key, with the
 //! same hash that samples the fault; a request without the key header is in neither arm.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -78,7 +79,14 @@ pub struct BadHeader {
     pub arm: Arm,
 }
 
-pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<Chosen, BadHeader> {
+/// `original` is the connection's original destination when it was captured (for rules with
+/// a `destination` condition).
+pub fn choose<B>(
+    snap: &RouteSnapshot,
+    req: &Request<B>,
+    original: Option<SocketAddr>,
+    grpc: bool,
+) -> Result<Chosen, BadHeader> {
     let mut c = Chosen::default();
     let mut arm_decided = false;
     for af in snap.faults.iter() {
@@ -90,7 +98,10 @@ pub fn choose<B>(snap: &RouteSnapshot, req: &Request<B>, grpc: bool) -> Result<C
         if matches!(tag, KindTag::GrpcAbort | KindTag::GrpcStream) && !grpc {
             continue;
         }
-        if f.matcher.as_ref().is_some_and(|m| !m.matches(req)) {
+        if f.matcher
+            .as_ref()
+            .is_some_and(|m| !m.matches(req, original))
+        {
             continue;
         }
         let hit = match &f.cohort {
@@ -354,7 +365,7 @@ mod tests {
         let mut seen = (0, 0);
         for i in 0..200 {
             let user = format!("user-{i}");
-            let c = choose(&s, &get(&[("x-user", &user), ("x-org", "o")]), false).unwrap();
+            let c = choose(&s, &get(&[("x-user", &user), ("x-org", "o")]), None, false).unwrap();
             let want = cohort.arm(user.as_bytes(), p);
             assert_eq!(c.arm, want, "{user}");
             match want {
@@ -372,13 +383,13 @@ mod tests {
             abort("users", "x-user", 0.5, None),
             abort("orgs", "x-org", 0.5, None),
         ]);
-        let c = choose(&s, &get(&[("x-org", "o")]), false).unwrap();
+        let c = choose(&s, &get(&[("x-org", "o")]), None, false).unwrap();
         assert_eq!(c.arm, Arm::Neither);
         let no_cohort = snap(vec![Fault {
             cohort: None,
             ..abort("any", "x-user", 1.0, None)
         }]);
-        let c = choose(&no_cohort, &get(&[("x-user", "u")]), false).unwrap();
+        let c = choose(&no_cohort, &get(&[("x-user", "u")]), None, false).unwrap();
         assert_eq!(c.arm, Arm::Neither);
         assert!(c.injected());
     }

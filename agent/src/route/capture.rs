@@ -77,11 +77,31 @@ impl CaptureMatch {
     }
 
     pub fn matches(&self, direction: CaptureDirection, dst: SocketAddr) -> bool {
-        let ip = canonical(dst.ip());
-        self.direction == direction
-            && (self.ports.is_empty() || self.ports.contains(&dst.port()))
-            && (self.destinations.is_empty() || self.destinations.iter().any(|n| n.contains(&ip)))
+        self.direction == direction && fits(&self.destinations, &self.ports, dst)
     }
+}
+
+/// Original destinations by network and port (an empty list matches any): the part of a
+/// captured route's [`CaptureMatch`] that HTTP rules can also put on a request (`match.
+/// destination`), to fault one dependency among the many one catch-all route captures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestinationMatch {
+    pub destinations: Vec<IpNet>,
+    pub ports: Vec<u16>,
+}
+
+impl DestinationMatch {
+    /// Whether `dst`, a connection's original destination, is one of these. No allocation.
+    pub fn matches(&self, dst: SocketAddr) -> bool {
+        fits(&self.destinations, &self.ports, dst)
+    }
+}
+
+/// `dst` is in one of `destinations` (any, when empty) on one of `ports` (any, when empty).
+fn fits(destinations: &[IpNet], ports: &[u16], dst: SocketAddr) -> bool {
+    let ip = canonical(dst.ip());
+    (ports.is_empty() || ports.contains(&dst.port()))
+        && (destinations.is_empty() || destinations.iter().any(|n| n.contains(&ip)))
 }
 
 impl fmt::Display for CaptureMatch {
@@ -288,6 +308,38 @@ mod tests {
             "capture:outbound:10.0.0.0/8,192.0.2.7/32:6379"
         );
         assert_eq!(CaptureMatch::any(out).to_string(), "capture:outbound");
+    }
+
+    #[test]
+    fn destination_matches_v4_v6_networks_and_ports() {
+        let m = DestinationMatch {
+            destinations: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ports: vec![6379, 443],
+        };
+        let yes = |s: &str| m.matches(s.parse().unwrap());
+        assert!(yes("10.200.0.1:6379"));
+        assert!(yes("192.0.2.7:443"));
+        assert!(yes("[2001:db8:1::5]:6379"));
+        assert!(yes("[::ffff:10.0.0.1]:443"), "v4-mapped compares as v4");
+        assert!(!yes("192.0.2.8:6379"), "outside every network");
+        assert!(!yes("10.0.0.1:80"), "other port");
+        assert!(!yes("[2001:db9::1]:6379"));
+        let any_port = DestinationMatch {
+            ports: vec![],
+            ..m.clone()
+        };
+        assert!(any_port.matches("10.0.0.1:80".parse().unwrap()));
+        let port_only = DestinationMatch {
+            destinations: vec![],
+            ports: vec![8080],
+        };
+        assert!(port_only.matches("[2001:db8::1]:8080".parse().unwrap()));
+        assert!(!port_only.matches("127.0.0.1:8081".parse().unwrap()));
+        assert!(DestinationMatch::default().matches("127.0.0.1:1".parse().unwrap()));
     }
 
     #[test]

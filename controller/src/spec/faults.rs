@@ -243,6 +243,60 @@ mod tests {
     }
 
     #[test]
+    fn match_destination_is_validated_with_its_line() {
+        let f = faults(concat!(
+            "- route: egress\n",
+            "  type: http_abort\n",
+            "  match:\n",
+            "    destination: {destinations: [10.0.0.0/8, 192.0.2.7], ports: [6379]}\n",
+            "  attributes: {status: 503}\n",
+        ))
+        .unwrap();
+        let d = f[0]
+            .1
+            .matcher
+            .as_ref()
+            .unwrap()
+            .destination
+            .clone()
+            .unwrap();
+        assert_eq!(d.ports, [6379]);
+        assert!(d.matches("192.0.2.7:6379".parse().unwrap()));
+        assert!(!d.matches("192.0.2.8:6379".parse().unwrap()));
+
+        let e = faults(concat!(
+            "- route: egress\n",
+            "  type: http_abort\n",
+            "  match:\n",
+            "    destination:\n",
+            "      destinations: [10.0.0.0/8, 10.0.0.300]\n",
+            "  attributes: {status: 503}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.path.to_string(),
+            "spec.faults[0].match.destination.destinations[1]"
+        );
+        assert_eq!(e.message, "\"10.0.0.300\" is not an address or CIDR");
+        assert_eq!(e.location.map(|l| l.line), Some(5));
+
+        let e = faults(concat!(
+            "- route: egress\n",
+            "  type: http_abort\n",
+            "  match:\n",
+            "    destination:\n",
+            "      ports: [80, 70000]\n",
+            "  attributes: {status: 503}\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.path.to_string(),
+            "spec.faults[0].match.destination.ports[1]"
+        );
+        assert_eq!(e.location.map(|l| l.line), Some(5));
+    }
+
+    #[test]
     fn route_is_required_and_names_are_unique_per_route() {
         let e = faults("- type: down\n").unwrap_err();
         assert_eq!(e.path.to_string(), "spec.faults[0].route");

@@ -291,6 +291,13 @@ fn match_json(m: v1::RequestMatch) -> Result<Value, ConvertError> {
     if let Some(a) = m.authority {
         o.insert("authority".into(), str_match_json(a.kind));
     }
+    if let Some(d) = m.destination {
+        // Ports stay u32 here so the admin parser names one out of range.
+        o.insert(
+            "destination".into(),
+            json!({ "destinations": d.destinations, "ports": d.ports }),
+        );
+    }
     Ok(Value::Object(o))
 }
 
@@ -523,6 +530,10 @@ fn request_match(m: &RequestMatch) -> v1::RequestMatch {
             })
             .collect(),
         authority: m.authority.as_ref().map(str_match),
+        destination: m.destination.as_ref().map(|d| v1::DestinationMatch {
+            destinations: d.destinations.iter().map(ToString::to_string).collect(),
+            ports: d.ports.iter().map(|&p| p.into()).collect(),
+        }),
     }
 }
 

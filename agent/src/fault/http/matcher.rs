@@ -1,8 +1,13 @@
 //! Which requests a fault applies to. Compiled once when the fault is created (regexes
-//! included); matching a request reads only the request head.
+//! included); matching a request reads only the request head and, for a captured connection,
+//! its original destination.
+
+use std::net::SocketAddr;
 
 use http::{HeaderName, Method, Request};
 use regex::Regex;
+
+pub use crate::route::capture::DestinationMatch;
 
 /// How a string is compared.
 #[derive(Clone, Debug)]
@@ -67,10 +72,21 @@ pub struct RequestMatch {
     pub grpc: Option<GrpcSelector>,
     pub headers: Vec<HeaderMatch>,
     pub authority: Option<StrMatch>,
+    /// The connection's original destination. Only a captured connection has one: on a
+    /// listener route (whose upstream is not a destination) a rule with this condition never
+    /// matches.
+    pub destination: Option<DestinationMatch>,
 }
 
 impl RequestMatch {
-    pub fn matches<B>(&self, req: &Request<B>) -> bool {
+    /// Whether `req`, on a connection whose original destination is `original` (captured
+    /// connections only), meets every condition.
+    pub fn matches<B>(&self, req: &Request<B>, original: Option<SocketAddr>) -> bool {
+        if let Some(d) = &self.destination
+            && !original.is_some_and(|dst| d.matches(dst))
+        {
+            return false;
+        }
         if !self.methods.is_empty() && !self.methods.contains(req.method()) {
             return false;
         }
@@ -150,36 +166,75 @@ mod tests {
             authority: Some(StrMatch::Exact("api.local".into())),
             ..Default::default()
         };
-        assert!(m.matches(&req(
-            "GET",
-            "/api/x",
-            &[("x-user", "u12"), ("host", "api.local")]
-        )));
-        assert!(!m.matches(&req(
-            "POST",
-            "/api/x",
-            &[("x-user", "u12"), ("host", "api.local")]
-        )));
-        assert!(!m.matches(&req(
-            "GET",
-            "/other",
-            &[("x-user", "u12"), ("host", "api.local")]
-        )));
-        assert!(!m.matches(&req(
-            "GET",
-            "/api/x",
-            &[("x-user", "bob"), ("host", "api.local")]
-        )));
-        assert!(!m.matches(&req(
-            "GET",
-            "/api/x",
-            &[("x-user", "u1"), ("x-skip", "1"), ("host", "api.local")]
-        )));
-        assert!(!m.matches(&req(
-            "GET",
-            "/api/x",
-            &[("x-user", "u1"), ("host", "other")]
-        )));
+        assert!(m.matches(
+            &req("GET", "/api/x", &[("x-user", "u12"), ("host", "api.local")]),
+            None
+        ));
+        assert!(!m.matches(
+            &req(
+                "POST",
+                "/api/x",
+                &[("x-user", "u12"), ("host", "api.local")]
+            ),
+            None
+        ));
+        assert!(!m.matches(
+            &req("GET", "/other", &[("x-user", "u12"), ("host", "api.local")]),
+            None
+        ));
+        assert!(!m.matches(
+            &req("GET", "/api/x", &[("x-user", "bob"), ("host", "api.local")]),
+            None
+        ));
+        assert!(!m.matches(
+            &req(
+                "GET",
+                "/api/x",
+                &[("x-user", "u1"), ("x-skip", "1"), ("host", "api.local")]
+            ),
+            None
+        ));
+        assert!(!m.matches(
+            &req("GET", "/api/x", &[("x-user", "u1"), ("host", "other")]),
+            None
+        ));
+    }
+
+    #[test]
+    fn destination_needs_a_captured_connection_going_there() {
+        let m = RequestMatch {
+            destination: Some(DestinationMatch {
+                destinations: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "2001:db8::7/128".parse().unwrap(),
+                ],
+                ports: vec![6379],
+            }),
+            path: Some(StrMatch::Prefix("/v1/".into())),
+            ..Default::default()
+        };
+        let r = req("GET", "/v1/x", &[]);
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert!(m.matches(&r, at("10.1.2.3:6379")));
+        assert!(m.matches(&r, at("[2001:db8::7]:6379")));
+        assert!(!m.matches(&r, at("10.1.2.3:6380")), "other port");
+        assert!(!m.matches(&r, at("192.0.2.1:6379")), "other network");
+        assert!(!m.matches(&r, at("[2001:db8::8]:6379")), "other v6 host");
+        assert!(
+            !m.matches(&req("GET", "/v2/x", &[]), at("10.1.2.3:6379")),
+            "the other conditions still hold"
+        );
+        // A listener route's connection has no original destination: no match, even for a
+        // condition that lists no network or port.
+        assert!(!m.matches(&r, None));
+        let any = RequestMatch {
+            destination: Some(DestinationMatch::default()),
+            ..Default::default()
+        };
+        assert!(!any.matches(&r, None));
+        assert!(any.matches(&r, at("127.0.0.1:1")));
+        // Without the condition, the original destination plays no part.
+        assert!(RequestMatch::default().matches(&r, None));
     }
 
     #[test]
@@ -200,8 +255,8 @@ mod tests {
         };
         let r = req("POST", "/pkg.Echo/Say", &[]);
         let s = req("POST", "/pkg.Echo/Stream", &[]);
-        assert!(svc.matches(&r) && svc.matches(&s));
-        assert!(one.matches(&r) && !one.matches(&s));
-        assert!(!svc.matches(&req("POST", "/pkg.Other/Say", &[])));
+        assert!(svc.matches(&r, None) && svc.matches(&s, None));
+        assert!(one.matches(&r, None) && !one.matches(&s, None));
+        assert!(!svc.matches(&req("POST", "/pkg.Other/Say", &[]), None));
     }
 }
