@@ -75,28 +75,11 @@ async fn accept(
     stop: CancellationToken,
     plane: DataPlane,
 ) {
-    let direction = capture.direction;
-    let mut last_error_log: Option<std::time::Instant> = None;
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((sock, peer)) => {
-                plane.tracker.spawn(handle(sock, peer, capture.clone()));
-            }
-            Err(e) => {
-                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!(%direction, error = %e, "capture accept failed");
-                    last_error_log = Some(std::time::Instant::now());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    tracing::debug!(%direction, "capture listener closed");
+    let what = format!("capture:{}", capture.direction);
+    crate::tcp::accept::each(&listener, &stop, &what, |sock, peer| {
+        plane.tracker.spawn(handle(sock, peer, capture.clone()));
+    })
+    .await;
 }
 
 /// One redirected connection: where it was going, which route takes it, what it speaks.
