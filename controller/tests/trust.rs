@@ -13,8 +13,7 @@ use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ClientTls, ControllerConfig};
 use faultline_agent::route::{RouteSpec, Upstream};
 use faultline_controller::auth::{ServerTls, Tokens, Trust};
-use faultline_controller::config::Config;
-use faultline_controller::server::Server;
+use faultline_controller::config::Leases;
 use faultline_controller::store::{AuditEntry, AuditOutcome, Store};
 use faultline_proto::v1::agent_registry_client::AgentRegistryClient;
 use faultline_proto::v1::agent_service_client::AgentServiceClient;
@@ -32,7 +31,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
-use support::{TempDir, eventually};
+use support::{InProcess, TempDir, eventually};
 
 const TOKEN: &str = "ci-token-0123456789abcdef";
 
@@ -94,16 +93,10 @@ impl Pki {
 // === the controller ===
 
 /// A controller serving TLS (its CA: `pki`) with the token `ci` = [`TOKEN`].
-struct Secured {
-    addr: std::net::SocketAddr,
-    dir: TempDir,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+struct Secured(InProcess);
 
 impl Secured {
     async fn start(tag: &str, pki: &Pki) -> Secured {
-        let dir = TempDir::new(tag);
         let own = pki.issue("controller", "controller");
         let trust = Trust {
             tls: Some(ServerTls::from_pem(&own.cert, &own.key, &pki.ca_pem)),
@@ -112,35 +105,11 @@ impl Secured {
             )),
             insecure: false,
         };
-        let server = Server::bind(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.0.clone(),
-            caps: Default::default(),
-        })
-        .await
-        .expect("the controller binds")
-        .with_trust(trust)
-        .expect("trust accepted");
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("the controller stops cleanly");
-        });
-        Secured {
-            addr,
-            dir,
-            stop,
-            task,
-        }
+        Secured(InProcess::start_with_trust(tag, Leases::default(), false, trust).await)
     }
 
     fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        format!("https://{}", self.0.addr)
     }
 
     /// A TLS channel trusting `ca`, presenting `identity` if given.
@@ -158,15 +127,14 @@ impl Secured {
 
     /// The audit log, read from the store's file.
     fn audit(&self) -> Vec<AuditEntry> {
-        Store::open(&self.dir.0).unwrap().audit_log(1000).unwrap()
+        Store::open(self.0.data_dir())
+            .unwrap()
+            .audit_log(1000)
+            .unwrap()
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the controller stops within 10 s")
-            .expect("the controller task does not panic");
+        self.0.stop().await;
     }
 }
 
@@ -324,7 +292,7 @@ async fn only_agents_with_an_agent_certificate_of_the_client_ca_are_registered()
 async fn plaintext_is_refused_on_a_tls_port() {
     let pki = Pki::new();
     let c = Secured::start("trust-plaintext", &pki).await;
-    let plain = Endpoint::from_shared(format!("http://{}", c.addr))
+    let plain = Endpoint::from_shared(format!("http://{}", c.0.addr))
         .unwrap()
         .connect_lazy();
     let e = experiments(plain, Some(TOKEN))

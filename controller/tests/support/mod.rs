@@ -85,7 +85,7 @@ pub struct InProcess {
     pub metrics: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl InProcess {
@@ -94,6 +94,16 @@ impl InProcess {
         tag: &str,
         leases: faultline_controller::config::Leases,
         metrics: bool,
+    ) -> InProcess {
+        Self::start_with_trust(tag, leases, metrics, Default::default()).await
+    }
+
+    /// [`InProcess::start`] with `trust` (TLS, tokens) instead of an open controller.
+    pub async fn start_with_trust(
+        tag: &str,
+        leases: faultline_controller::config::Leases,
+        metrics: bool,
+        trust: faultline_controller::auth::Trust,
     ) -> InProcess {
         let dir = TempDir::new(tag);
         let mut server =
@@ -104,7 +114,9 @@ impl InProcess {
             })
             .await
             .expect("controller binds")
-            .with_leases(leases);
+            .with_leases(leases)
+            .with_trust(trust)
+            .expect("trust accepted");
         let metrics = match metrics {
             true => Some(
                 server
@@ -129,8 +141,14 @@ impl InProcess {
             metrics,
             stop,
             task,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The store's data directory.
+    #[allow(dead_code)] // not every test binary reads the store
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.dir.0
     }
 
     /// A gRPC channel to it.
