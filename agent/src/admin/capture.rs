@@ -24,11 +24,11 @@ pub type FieldError = (String, String);
 /// Validates a captured route's `capture` and `match` fields.
 pub fn parse(direction: &str, m: Option<MatchInput>) -> Result<CaptureMatch, FieldError> {
     let direction: CaptureDirection = direction.parse().map_err(|e| ("capture".into(), e))?;
-    let d = destinations(m.unwrap_or_default()).map_err(|(f, e)| (format!("match.{f}"), e))?;
+    let destination =
+        destinations(m.unwrap_or_default()).map_err(|(f, e)| (format!("match.{f}"), e))?;
     Ok(CaptureMatch {
         direction,
-        destinations: d.destinations,
-        ports: d.ports,
+        destination,
     })
 }
 
@@ -58,10 +58,7 @@ pub fn destinations_input(m: &DestinationMatch) -> MatchInput {
 
 /// The JSON shape of a route's match, for views.
 pub fn to_input(m: &CaptureMatch) -> MatchInput {
-    MatchInput {
-        destinations: m.destinations.iter().map(ToString::to_string).collect(),
-        ports: m.ports.clone(),
-    }
+    destinations_input(&m.destination)
 }
 
 #[cfg(test)]

@@ -62,8 +62,7 @@ impl fmt::Display for CaptureDirection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureMatch {
     pub direction: CaptureDirection,
-    pub destinations: Vec<IpNet>,
-    pub ports: Vec<u16>,
+    pub destination: DestinationMatch,
 }
 
 impl CaptureMatch {
@@ -71,13 +70,12 @@ impl CaptureMatch {
     pub fn any(direction: CaptureDirection) -> Self {
         CaptureMatch {
             direction,
-            destinations: Vec::new(),
-            ports: Vec::new(),
+            destination: DestinationMatch::default(),
         }
     }
 
     pub fn matches(&self, direction: CaptureDirection, dst: SocketAddr) -> bool {
-        self.direction == direction && fits(&self.destinations, &self.ports, dst)
+        self.direction == direction && self.destination.matches(dst)
     }
 }
 
@@ -93,15 +91,10 @@ pub struct DestinationMatch {
 impl DestinationMatch {
     /// Whether `dst`, a connection's original destination, is one of these. No allocation.
     pub fn matches(&self, dst: SocketAddr) -> bool {
-        fits(&self.destinations, &self.ports, dst)
+        let ip = canonical(dst.ip());
+        (self.ports.is_empty() || self.ports.contains(&dst.port()))
+            && (self.destinations.is_empty() || self.destinations.iter().any(|n| n.contains(&ip)))
     }
-}
-
-/// `dst` is in one of `destinations` (any, when empty) on one of `ports` (any, when empty).
-fn fits(destinations: &[IpNet], ports: &[u16], dst: SocketAddr) -> bool {
-    let ip = canonical(dst.ip());
-    (ports.is_empty() || ports.contains(&dst.port()))
-        && (destinations.is_empty() || destinations.iter().any(|n| n.contains(&ip)))
 }
 
 impl fmt::Display for CaptureMatch {
@@ -109,7 +102,11 @@ impl fmt::Display for CaptureMatch {
     /// `capture:outbound:10.0.0.0/8,192.0.2.7/32:6379`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "capture:{}", self.direction)?;
-        if self.destinations.is_empty() && self.ports.is_empty() {
+        let DestinationMatch {
+            destinations,
+            ports,
+        } = &self.destination;
+        if destinations.is_empty() && ports.is_empty() {
             return Ok(());
         }
         let join = |v: Vec<String>| {
@@ -122,8 +119,8 @@ impl fmt::Display for CaptureMatch {
         write!(
             f,
             ":{}:{}",
-            join(self.destinations.iter().map(ToString::to_string).collect()),
-            join(self.ports.iter().map(ToString::to_string).collect())
+            join(destinations.iter().map(ToString::to_string).collect()),
+            join(ports.iter().map(ToString::to_string).collect())
         )
     }
 }
@@ -165,8 +162,10 @@ impl FromStr for CaptureMatch {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CaptureMatch {
             direction,
-            destinations,
-            ports,
+            destination: DestinationMatch {
+                destinations,
+                ports,
+            },
         })
     }
 }
@@ -289,11 +288,13 @@ mod tests {
     fn matches_by_direction_network_and_port() {
         let m = CaptureMatch {
             direction: CaptureDirection::Outbound,
-            destinations: vec![
-                "10.0.0.0/8".parse().unwrap(),
-                "192.0.2.7/32".parse().unwrap(),
-            ],
-            ports: vec![6379],
+            destination: DestinationMatch {
+                destinations: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "192.0.2.7/32".parse().unwrap(),
+                ],
+                ports: vec![6379],
+            },
         };
         let out = CaptureDirection::Outbound;
         assert!(m.matches(out, "10.1.2.3:6379".parse().unwrap()));
@@ -352,7 +353,10 @@ mod tests {
             assert_eq!(s.parse::<CaptureMatch>().unwrap().to_string(), s);
         }
         let m: CaptureMatch = "capture:outbound:192.0.2.7:6379".parse().unwrap();
-        assert_eq!(m.destinations, ["192.0.2.7/32".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            m.destination.destinations,
+            ["192.0.2.7/32".parse::<IpNet>().unwrap()]
+        );
         let m: CaptureMatch = "capture:outbound:10.0.0.0/8+192.0.2.7:80+443"
             .parse()
             .unwrap();
