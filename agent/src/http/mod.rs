@@ -10,6 +10,7 @@
 //!   gRPC message faults).
 //! - [`grpc`]: gRPC specifics (trailers-only answers, message framing).
 //! - [`headers`]: hop-by-hop header handling.
+//! - [`timer`]: hyper's HTTP/1 header-read timeout on one Tokio sleep per connection.
 //! - [`upgrade`]: `Upgrade` (WebSocket) and `CONNECT` passed through untouched.
 
 pub mod body;
@@ -18,6 +19,7 @@ pub mod headers;
 pub mod proxy;
 pub mod select;
 pub mod server;
+pub mod timer;
 pub mod upgrade;
 
 use std::sync::{Arc, Mutex};

@@ -1,19 +1,24 @@
 //! One task per client connection of an HTTP or gRPC route.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::HttpRoute;
 use super::proxy::{self, ConnState};
+use super::timer::ConnTimer;
 use crate::fault::Flow;
-use crate::route::{Protocol, RouteFeed};
+use crate::route::{Protocol, RouteFeed, RouteSnapshot};
 use crate::tcp::conn::{admit, finish};
 use crate::tcp::plan::{self, ConnCtx};
 
@@ -48,7 +53,8 @@ pub async fn serve(
     ));
     let svc = service_fn(move |req| proxy::handle(state.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    // hyper's default header-read timeout (30 s) on a per-connection timer: see `timer`.
+    builder.http1().timer(ConnTimer::default()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     if route.protocol == Protocol::Grpc {
         builder = builder.http2_only();
@@ -57,22 +63,21 @@ pub async fn serve(
     tokio::pin!(conn);
     let mut draining = false;
     loop {
-        tokio::select! {
-            r = conn.as_mut() => {
+        match watch_connection(conn.as_mut(), &drain, draining, &mut rx).await {
+            Event::Ended(r) => {
                 if let Err(e) = r {
                     tracing::debug!(route = %snap.name, %peer, error = %e, "http connection ended with an error");
                 }
                 return;
             }
-            _ = drain.cancelled(), if !draining => {
+            Event::Drain => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            c = rx.changed() => {
-                // The route was removed, disabled, or a down/partition fault now cuts this client.
-                if c.is_err() {
-                    return;
-                }
+            // The route was removed or disabled.
+            Event::Changed { gone: true } => return,
+            Event::Changed { gone: false } => {
+                // A down/partition fault may now cut this client.
                 let snap = rx.borrow_and_update().clone();
                 let p = plan::build(&snap, Flow::Upstream, &ctx);
                 p.count(&mut counted[0], &snap.metrics);
@@ -82,4 +87,56 @@ pub async fn serve(
             }
         }
     }
+}
+
+enum Event<E> {
+    Ended(Result<(), E>),
+    Drain,
+    Changed { gone: bool },
+}
+
+/// Drives the connection until it ends, the agent drains, or the route's snapshot changes.
+///
+/// The drain and snapshot notifications are registered on the first poll only; later wake-ups
+/// (several per request) check them with an atomic load each, instead of polling two `Notify`
+/// waiters (a lock each) every time the connection makes progress.
+async fn watch_connection<C, E>(
+    mut conn: Pin<&mut C>,
+    drain: &CancellationToken,
+    draining: bool,
+    rx: &mut watch::Receiver<Arc<RouteSnapshot>>,
+) -> Event<E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let probe = rx.clone();
+    let drained = drain.cancelled();
+    let changed = rx.changed();
+    tokio::pin!(drained, changed);
+    let mut registered = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Event::Ended(r));
+        }
+        if !registered {
+            registered = true;
+            if !draining && drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Drain);
+            }
+            if let Poll::Ready(r) = changed.as_mut().poll(cx) {
+                return Poll::Ready(Event::Changed { gone: r.is_err() });
+            }
+        } else {
+            if !draining && drain.is_cancelled() {
+                return Poll::Ready(Event::Drain);
+            }
+            match probe.has_changed() {
+                Ok(false) => {}
+                Ok(true) => return Poll::Ready(Event::Changed { gone: false }),
+                Err(_) => return Poll::Ready(Event::Changed { gone: true }),
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
