@@ -257,11 +257,13 @@ where
         }
         let [up, down] = &mut *this.fast;
         let m = this.metrics;
+        // The flow that ends last leaves its FIN to the close that follows (see `poll_copy`).
         if let Poll::Ready(Err(e)) = up.poll_copy(
             cx,
             Pin::new(&mut *this.client),
             Pin::new(&mut *this.upstream),
             m,
+            down.done,
         ) {
             return Poll::Ready(Relayed::Failed(e));
         }
@@ -270,6 +272,7 @@ where
             Pin::new(&mut *this.upstream),
             Pin::new(&mut *this.client),
             m,
+            up.done,
         ) {
             return Poll::Ready(Relayed::Failed(e));
         }

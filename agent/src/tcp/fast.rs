@@ -62,12 +62,19 @@ impl FastCopy {
     }
 
     /// Copies until EOF (then shuts down the destination's write side) or an error.
+    ///
+    /// `closing`: the opposite flow has already ended, so the connection is closed as soon as
+    /// this one ends. Its EOF is then not passed on with a `shutdown(2)`: closing the socket a
+    /// moment later sends the same FIN, and a connection-per-request workload saves a system
+    /// call per connection. (Nothing is left unread on either socket at that point, so the
+    /// close sends a FIN, not a RST.)
     pub fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         mut r: Pin<&mut R>,
         mut w: Pin<&mut W>,
         m: &RouteMetrics,
+        closing: bool,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
@@ -100,7 +107,9 @@ impl FastCopy {
                 m.add_bytes(self.flow, n);
             }
             if self.eof {
-                ready!(w.as_mut().poll_shutdown(cx))?;
+                if !closing {
+                    ready!(w.as_mut().poll_shutdown(cx))?;
+                }
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
