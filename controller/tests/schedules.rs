@@ -13,8 +13,8 @@ use faultline_controller::schedule::ManualClock;
 use faultline_controller::server::Server;
 use faultline_proto::v1::experiment_service_client::ExperimentServiceClient;
 use faultline_proto::v1::{
-    AbortExperimentRequest, CreateExperimentRequest, Experiment, ExperimentState,
-    GetExperimentRequest, GetExperimentResponse, Protocol, StartExperimentRequest,
+    AbortExperimentRequest, CreateExperimentRequest, Experiment, ExperimentEventKind,
+    ExperimentState, GetExperimentRequest, GetExperimentResponse, Protocol, StartExperimentRequest,
     create_experiment_request,
 };
 use serde_json::Value;
@@ -154,13 +154,16 @@ async fn fires(
         .unwrap()
         .events
         .iter()
-        .filter_map(|ev| serde_json::from_str::<Value>(&ev.detail_json).ok())
-        .filter_map(|d| {
+        .filter_map(|ev| {
+            let d = serde_json::from_str::<Value>(&ev.detail_json).ok()?;
             let fire_at = d["fireAt"].as_str()?.to_owned();
-            let what = match (d["run"].as_str(), d["reason"].as_str()) {
-                (Some(run), _) => format!("run {run}"),
-                (None, Some(reason)) => format!("skipped: {reason}"),
-                _ => return None,
+            // Each fire is on the wire with its own kind.
+            let what = match ev.kind() {
+                ExperimentEventKind::ScheduleFired => format!("run {}", d["run"].as_str()?),
+                ExperimentEventKind::ScheduleSkipped => {
+                    format!("skipped: {}", d["reason"].as_str()?)
+                }
+                other => panic!("an event with a fireAt is {other:?}"),
             };
             Some((fire_at, what))
         })
@@ -272,7 +275,10 @@ async fn a_cron_schedule_fires_at_its_instants_and_forbid_skips_an_overlap() {
             let events = get(&mut api, "gameday").await.ok()?.events;
             events
                 .iter()
-                .any(|e| e.detail_json.contains("the template is aborted"))
+                .any(|e| {
+                    e.kind() == ExperimentEventKind::ScheduleDisarmed
+                        && e.detail_json.contains("the template is aborted")
+                })
                 .then_some(())
         }
     })

@@ -184,3 +184,35 @@ fn numbers_and_durations_read_short() {
     assert_eq!(millis(1200), "1.2s");
     assert_eq!(millis(125_000), "2m5s");
 }
+
+#[test]
+fn schedule_events_are_told_in_words() {
+    use super::timeline::Narrator;
+    let mut n = Narrator::default();
+    let fired = event(
+        2,
+        10,
+        Kind::ScheduleFired,
+        ExperimentState::Running,
+        json!({"fireAt": "2026-03-02T09:10:00.000Z", "run": "gd-202603020910",
+               "nextFire": "2026-03-09T09:10:00.000Z"}),
+    );
+    assert_eq!(
+        n.line(&fired),
+        "schedule fired for 2026-03-02T09:10:00.000Z: run gd-202603020910; \
+         next fire 2026-03-09T09:10:00.000Z"
+    );
+    let skipped = event(
+        3,
+        11,
+        Kind::ScheduleSkipped,
+        ExperimentState::Running,
+        json!({"fireAt": "2026-03-09T09:10:00.000Z", "reason": "a run is still going",
+               "nextFire": null}),
+    );
+    assert_eq!(
+        n.line(&skipped),
+        "schedule fire for 2026-03-09T09:10:00.000Z skipped: a run is still going; \
+         no further fire"
+    );
+}

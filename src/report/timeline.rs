@@ -23,6 +23,10 @@ impl Narrator {
             Some(r) if !r.is_empty() => format!(": {r}"),
             _ => String::new(),
         };
+        let next_fire = || match d["nextFire"].as_str() {
+            Some(n) => format!("; next fire {n}"),
+            None => "; no further fire".to_owned(),
+        };
         match Kind::try_from(ev.kind) {
             Ok(Kind::Created) => "created".into(),
             Ok(Kind::TargetsChosen) => {
@@ -121,6 +125,20 @@ impl Narrator {
                     millis(d["timeout_ms"].as_u64().unwrap_or(0))
                 ),
             },
+            Ok(Kind::ScheduleArmed) => format!("schedule armed{}", next_fire()),
+            Ok(Kind::ScheduleFired) => format!(
+                "schedule fired for {}: run {}{}",
+                text("fireAt"),
+                text("run"),
+                next_fire()
+            ),
+            Ok(Kind::ScheduleSkipped) => format!(
+                "schedule fire for {} skipped{}{}",
+                text("fireAt"),
+                reason(),
+                next_fire()
+            ),
+            Ok(Kind::ScheduleDisarmed) => format!("schedule disarmed{}", reason()),
             _ => format!("{} {}", render::event_kind(ev.kind), ev.detail_json),
         }
     }

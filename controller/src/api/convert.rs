@@ -83,7 +83,8 @@ pub(crate) fn experiment(
     }
 }
 
-fn guard_kind(kind: &EventKind) -> Option<v1::ExperimentEventKind> {
+/// The wire kind of a recorded event that maps one to one (guards, phases, schedules).
+fn recorded_kind(kind: &EventKind) -> Option<v1::ExperimentEventKind> {
     use v1::ExperimentEventKind as K;
     [
         (EventKind::PREFLIGHT, K::Preflight),
@@ -93,6 +94,10 @@ fn guard_kind(kind: &EventKind) -> Option<v1::ExperimentEventKind> {
         (EventKind::INJECTION, K::Injection),
         (EventKind::RECOVERY, K::Recovery),
         (EventKind::PHASE_STARTED, K::PhaseStarted),
+        (EventKind::SCHEDULE_ARMED, K::ScheduleArmed),
+        (EventKind::SCHEDULE_FIRED, K::ScheduleFired),
+        (EventKind::SCHEDULE_SKIPPED, K::ScheduleSkipped),
+        (EventKind::SCHEDULE_DISARMED, K::ScheduleDisarmed),
     ]
     .into_iter()
     .find(|(k, _)| k == kind)
@@ -123,7 +128,7 @@ pub(crate) fn timeline(name: &str, events: &[Event]) -> Vec<v1::ExperimentEvent>
                 }
             } else if ev.kind == EventKind::TARGETS_CHOSEN {
                 v1::ExperimentEventKind::TargetsChosen
-            } else if let Some(kind) = guard_kind(&ev.kind) {
+            } else if let Some(kind) = recorded_kind(&ev.kind) {
                 kind
             } else {
                 // Kinds of later versions: shown by their detail.
