@@ -5,7 +5,9 @@
 //! families (`faultline_http_*`, `faultline_grpc_*`) have series only for routes that have
 //! counted a request, reset or upstream error (so `tcp` routes add none); such a route then
 //! shows every status class and origin, zeros included, so a rate sees the first error, and
-//! every gRPC code once it has counted a gRPC call.
+//! every gRPC code once it has counted a gRPC call. Routes whose requests fell into a cohort
+//! fault's arms also show the `faultline_http_cohort_*` families, per arm (`treatment`,
+//! `control`), so a dashboard can set the two side by side.
 
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +38,18 @@ pub fn render(routes: &[RouteMetricsView<'_>]) -> String {
         .filter(|(_, s, _)| !s.is_empty())
         .collect();
     http_families(&mut out, &http);
+    let arms: Vec<(&str, &str, SliSnapshot, &super::http::HttpMetrics)> = routes
+        .iter()
+        .flat_map(|v| {
+            [
+                ("treatment", &v.metrics.treatment),
+                ("control", &v.metrics.control),
+            ]
+            .map(|(arm, m)| (v.route, arm, m.snapshot(), m))
+        })
+        .filter(|(_, _, s, _)| !s.is_empty())
+        .collect();
+    cohort_families(&mut out, &arms);
     out
 }
 
@@ -223,16 +237,68 @@ fn http_families(o: &mut String, routes: &[(&str, SliSnapshot, &RouteMetrics)]) 
         format!("{name}_count"),
     );
     for (route, s, m) in routes {
-        let cumulative = m.http.latency().prometheus_buckets();
-        let les = PROMETHEUS_LE.iter().map(|&(_, le)| le).chain(["+Inf"]);
-        for (le, n) in les.zip(cumulative) {
-            line(o, &bucket, route, &[("le", le)], n);
-        }
-        // `_count` is the `+Inf` bucket read above, so the two always agree.
-        let total = cumulative[PROMETHEUS_LE.len()];
-        line(o, &sum, route, &[], s.latency.sum_micros as f64 / 1e6);
-        line(o, &count, route, &[], total);
+        histogram(o, [&bucket, &sum, &count], route, &[], s, &m.http);
     }
+}
+
+/// The request counters and latency histogram again, per cohort arm.
+fn cohort_families(o: &mut String, arms: &[(&str, &str, SliSnapshot, &super::http::HttpMetrics)]) {
+    if arms.is_empty() {
+        return;
+    }
+    let name = "faultline_http_cohort_requests_total";
+    header(
+        o,
+        name,
+        "counter",
+        "HTTP responses to requests in a cohort fault's treatment or control arm, by status class and whether a fault produced them.",
+    );
+    for (route, arm, s, _) in arms {
+        for (i, class) in STATUS_CLASSES.iter().enumerate() {
+            for (injected, n) in by_origin(&s.requests, |c| c[i]) {
+                let labels = [("arm", *arm), ("class", class), ("injected", injected)];
+                line(o, name, route, &labels, n);
+            }
+        }
+    }
+
+    let name = "faultline_http_cohort_request_duration_seconds";
+    header(
+        o,
+        name,
+        "histogram",
+        "Time from a request's arrival to its response head, per cohort arm.",
+    );
+    let (bucket, sum, count) = (
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    );
+    for (route, arm, s, m) in arms {
+        histogram(o, [&bucket, &sum, &count], route, &[("arm", arm)], s, m);
+    }
+}
+
+/// One latency histogram's `_bucket`, `_sum` and `_count` lines.
+fn histogram(
+    o: &mut String,
+    [bucket, sum, count]: [&str; 3],
+    route: &str,
+    labels: &[(&str, &str)],
+    s: &SliSnapshot,
+    m: &super::http::HttpMetrics,
+) {
+    let cumulative = m.latency().prometheus_buckets();
+    let les = PROMETHEUS_LE.iter().map(|&(_, le)| le).chain(["+Inf"]);
+    for (le, n) in les.zip(cumulative) {
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", le));
+        line(o, bucket, route, &with_le, n);
+    }
+    // `_count` is the `+Inf` bucket read above, so the two always agree.
+    let total = cumulative[PROMETHEUS_LE.len()];
+    line(o, sum, route, labels, s.latency.sum_micros as f64 / 1e6);
+    line(o, count, route, labels, total);
 }
 
 /// `("false", real)` then `("true", injected)`, as `injected` label values.

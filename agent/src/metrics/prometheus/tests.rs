@@ -224,3 +224,38 @@ fn every_family_has_help_and_type_once() {
         "no samples without routes"
     );
 }
+
+#[test]
+fn cohort_arms_have_their_own_families_once_they_count() {
+    use crate::fault::http::Arm;
+    let m = RouteMetrics::default();
+    let text = render(&[view("web", &m)]);
+    assert!(
+        !text.contains("faultline_http_cohort_"),
+        "no arm counted yet"
+    );
+
+    m.recorder(Arm::Treatment)
+        .response(503, true, Duration::from_millis(2));
+    m.recorder(Arm::Control)
+        .response(200, false, Duration::from_millis(1));
+    m.recorder(Arm::Neither)
+        .response(200, false, Duration::from_millis(1));
+    let text = render(&[view("web", &m)]);
+    for want in [
+        "faultline_http_cohort_requests_total{route=\"web\",arm=\"treatment\",class=\"5xx\",injected=\"true\"} 1\n",
+        "faultline_http_cohort_requests_total{route=\"web\",arm=\"treatment\",class=\"2xx\",injected=\"false\"} 0\n",
+        "faultline_http_cohort_requests_total{route=\"web\",arm=\"control\",class=\"2xx\",injected=\"false\"} 1\n",
+        "faultline_http_cohort_request_duration_seconds_count{route=\"web\",arm=\"treatment\"} 1\n",
+        "faultline_http_cohort_request_duration_seconds_bucket{route=\"web\",arm=\"control\",le=\"+Inf\"} 1\n",
+        // The route as a whole counts all three.
+        "faultline_http_request_duration_seconds_count{route=\"web\"} 3\n",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+    assert_eq!(
+        text.matches("# TYPE faultline_http_cohort_requests_total counter")
+            .count(),
+        1
+    );
+}
