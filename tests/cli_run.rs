@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -421,4 +422,94 @@ fn assert_html_is_self_contained(page: &str, guards: usize) {
         assert!(!page.contains(banned), "{banned:?} in the page:\n{page}");
     }
     assert!(page.contains("<h1 class="), "the verdict is on top");
+}
+
+// === following again after the stream breaks ===
+
+/// A TCP relay in front of the controller whose open connections can be cut (as a proxy or
+/// load balancer between CI and the controller might), while it keeps accepting new ones.
+struct Relay {
+    addr: SocketAddr,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    async fn start(upstream: &str) -> Relay {
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (c, n) = (conns.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                c.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                    }
+                }));
+            }
+        });
+        Relay {
+            addr,
+            conns,
+            accepted,
+        }
+    }
+
+    /// Drops every open connection (both sockets close).
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_wait_follows_again_after_its_stream_breaks_and_misses_nothing() {
+    let rig = Rig::start("run-cut").await;
+    let relay = Relay::start(&rig.url).await;
+    let path = rig.file("cut.yaml", &spec("cut", "3s", &[], ""));
+    let url = format!("http://{}", relay.addr);
+    let run =
+        tokio::spawn(
+            async move { cli(&url, &["run", "-f", path.to_str().unwrap(), "--wait"]).await },
+        );
+    support::eventually("the experiment to run", Duration::from_secs(10), || async {
+        let got = rig.cli(&["get", "experiments"]).await;
+        got.stdout.contains("cut   running").then_some(())
+    })
+    .await;
+    relay.cut();
+    let run = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("run --wait ends")
+        .unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with("experiment/cut passed: completed"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("faultline: lost the controller's stream (")
+            && run
+                .stderr
+                .contains("faultline: following the controller again"),
+        "{}",
+        run.stderr
+    );
+    assert!(relay.accepted.load(Ordering::SeqCst) >= 2, "it reconnected");
+    // Followed again after the last event seen: each event once.
+    for once in ["Z created", "Z started: targets agent-a", "Z completed"] {
+        assert_eq!(
+            run.stderr.matches(once).count(),
+            1,
+            "{once:?} in:\n{}",
+            run.stderr
+        );
+    }
+    rig.stop().await;
 }

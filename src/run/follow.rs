@@ -34,20 +34,22 @@ pub enum Followed {
     TimedOut,
 }
 
+/// How long following keeps trying to reach the controller again once its stream broke.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// First pause before following again; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// Follows `experiment` until its watch ends or `deadline` passes.
+///
+/// A stream that breaks (the controller restarted, a proxy between dropped the connection) is
+/// opened again after the last event seen, so nothing is shown twice or missed, for up to
+/// [`RECONNECT_FOR`] of failed attempts; refusals (not found, not allowed) end at once.
 pub async fn follow(
     client: &mut Client,
     experiment: &Experiment,
     deadline: Option<Instant>,
 ) -> Result<Followed, Failure> {
-    let mut stream = client
-        .experiments
-        .watch(WatchExperimentRequest {
-            name: experiment.name.clone(),
-            after_sequence: 0,
-        })
-        .await?
-        .into_inner();
     let mut progress = Progress::new(experiment, std::io::stderr().is_terminal());
     let mut redraw = tokio::time::interval(REDRAW);
     let timeout = async {
@@ -57,18 +59,75 @@ pub async fn follow(
         }
     };
     tokio::pin!(timeout);
-    let followed = loop {
-        tokio::select! {
-            message = stream.message() => match message? {
-                Some(event) => progress.event(&event),
-                None => break Followed::Ended,
+    let mut after_sequence = 0;
+    // Since when, and how long to pause next, while the controller cannot be followed.
+    let mut lost: Option<(Instant, Duration)> = None;
+    let followed = 'follow: loop {
+        let request = WatchExperimentRequest {
+            name: experiment.name.clone(),
+            after_sequence,
+        };
+        let broke = tokio::select! {
+            opened = client.experiments.watch(request) => match opened {
+                Ok(stream) => {
+                    if lost.take().is_some() {
+                        progress.note("following the controller again");
+                    }
+                    let mut stream = stream.into_inner();
+                    loop {
+                        tokio::select! {
+                            message = stream.message() => match message {
+                                Ok(Some(event)) => {
+                                    after_sequence = event.sequence;
+                                    progress.event(&event);
+                                }
+                                Ok(None) => break 'follow Followed::Ended,
+                                Err(status) => break status,
+                            },
+                            _ = redraw.tick(), if progress.live => progress.draw(None),
+                            () = &mut timeout => break 'follow Followed::TimedOut,
+                        }
+                    }
+                }
+                Err(status) => status,
             },
-            _ = redraw.tick(), if progress.live => progress.draw(None),
-            () = &mut timeout => break Followed::TimedOut,
+            () = &mut timeout => break 'follow Followed::TimedOut,
+        };
+        if !worth_retrying(&broke) {
+            return Err(broke.into());
+        }
+        let (since, pause) = *lost.get_or_insert_with(|| {
+            progress.note(&format!(
+                "lost the controller's stream ({}); following again",
+                broke.message()
+            ));
+            (Instant::now(), BACKOFF_MIN)
+        });
+        if since.elapsed() >= RECONNECT_FOR {
+            return Err(broke.into());
+        }
+        lost = Some((since, (pause * 2).min(BACKOFF_MAX)));
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut timeout => break 'follow Followed::TimedOut,
         }
     };
     progress.draw(None);
     Ok(followed)
+}
+
+/// A broken stream or an unreachable controller, not a refusal of the call.
+fn worth_retrying(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::DeadlineExceeded
+    )
 }
 
 /// What the progress display knows.
@@ -148,6 +207,16 @@ impl Progress {
             }
             _ => {}
         }
+        if self.live {
+            self.draw(Some(&line));
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A line about following itself (not an event of the experiment).
+    fn note(&mut self, text: &str) {
+        let line = format!("faultline: {text}");
         if self.live {
             self.draw(Some(&line));
         } else {
