@@ -209,4 +209,12 @@ refused "agent.capture must be one of" --set agent.capture=all
 refused "controller.tls.existingSecret needs agent.tls.secretName" --set controller.tls.existingSecret=mine
 refused "agent.tls.secretName needs controller.tls.existingSecret" --set agent.tls.secretName=mine
 refused "controller.tokens.key must be a Secret key" --set controller.tokens.key=a/b
+refused "agent.nativeSidecar needs Kubernetes 1.29 or later" --set agent.nativeSidecar=true --kube-version 1.28.0
+refused "agent.nativeSidecar must be true or false" --set-string agent.nativeSidecar=yes
+# Native sidecars on 1.29+: the inject config says so (the webhook's tests cover the pods).
+"$helm_bin" template faultline "$chart" --namespace faultline --set agent.nativeSidecar=true \
+    --kube-version 1.29.0 | grep -q '^    nativeSidecar: true$' || {
+    echo "helm-check: agent.nativeSidecar=true does not reach the inject config" >&2
+    exit 1
+}
 echo "helm-check: ok"

@@ -375,45 +375,51 @@ async fn injected_pods_are_valid_pods_for_the_kubernetes_schema() {
             let _ = stopped.await;
         },
     ));
+    // Each pod with the Kubernetes versions it must be valid for. Strict: an unknown or
+    // misspelt field anywhere in the pod is an error. The oldest Kubernetes the chart supports
+    // and the newest the validator knows; a native sidecar (`restartPolicy` on an init
+    // container) needs 1.29 or later.
     let mut written = Vec::new();
-    for name in [
-        "deployment-pod.json",
-        "pod-with-init-containers.json",
-        "pod-without-volumes.json",
+    for (name, versions) in [
+        ("deployment-pod.json", ["1.25.0", "1.37.0"]),
+        ("pod-with-init-containers.json", ["1.25.0", "1.37.0"]),
+        ("pod-without-volumes.json", ["1.25.0", "1.37.0"]),
+        ("job-pod-native-sidecar.json", ["1.29.0", "1.37.0"]),
     ] {
         let response = review(addr, &root, Version::H1, name).await;
+        let pod = patched(name, &response);
+        if name.contains("native") {
+            assert_eq!(pod["spec"]["initContainers"][1]["name"], "faultline-agent");
+        }
         let path = files.path().join(format!("injected-{name}"));
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&patched(name, &response)).unwrap(),
-        )
-        .unwrap();
-        written.push(path);
+        std::fs::write(&path, serde_json::to_vec_pretty(&pod).unwrap()).unwrap();
+        written.push((path, versions));
     }
     let _ = stop.send(());
     server.await.unwrap();
 
-    // Strict: an unknown or misspelt field anywhere in the pod is an error. The oldest
-    // Kubernetes the chart supports and the newest the validator knows.
-    for version in ["1.25.0", "1.37.0"] {
-        let out = std::process::Command::new(validator_python())
-            .args([
-                "-m",
-                "kubernetes_validate",
-                "--strict",
-                "--quiet",
-                "-k",
-                version,
-            ])
-            .args(&written)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "Kubernetes {version}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (path, versions) in &written {
+        for version in versions {
+            let out = std::process::Command::new(validator_python())
+                .args([
+                    "-m",
+                    "kubernetes_validate",
+                    "--strict",
+                    "--quiet",
+                    "-k",
+                    version,
+                ])
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} on Kubernetes {version}: {}{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 

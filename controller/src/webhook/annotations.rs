@@ -34,11 +34,12 @@ pub const CPU_REQUEST: &str = "faultline.dev/cpu-request";
 pub const CPU_LIMIT: &str = "faultline.dev/cpu-limit";
 pub const MEMORY_REQUEST: &str = "faultline.dev/memory-request";
 pub const MEMORY_LIMIT: &str = "faultline.dev/memory-limit";
+pub const NATIVE_SIDECAR: &str = "faultline.dev/native-sidecar";
 /// Written by the webhook on the pods it injects.
 pub const STATUS: &str = "faultline.dev/status";
 
 /// The annotations a pod may carry to ask for and tune the agent.
-const SETTABLE: [&str; 10] = [
+const SETTABLE: [&str; 11] = [
     INJECT,
     CAPTURE,
     INBOUND_PORTS,
@@ -49,6 +50,7 @@ const SETTABLE: [&str; 10] = [
     CPU_LIMIT,
     MEMORY_REQUEST,
     MEMORY_LIMIT,
+    NATIVE_SIDECAR,
 ];
 
 /// What one pod gets: its annotations merged over the inject config.
@@ -61,6 +63,9 @@ pub struct Options {
     pub exclude_outbound_ports: Vec<u16>,
     pub exclude_outbound_cidrs: Vec<Cidr>,
     pub resources: Resources,
+    /// The agent runs as a Kubernetes native sidecar (an init container with
+    /// `restartPolicy: Always`, Kubernetes 1.29 and later) instead of an ordinary container.
+    pub native_sidecar: bool,
 }
 
 /// An annotation whose value cannot be used.
@@ -120,6 +125,17 @@ pub fn read(
         ));
     }
 
+    let native_sidecar = match get(NATIVE_SIDECAR)?.map(str::trim) {
+        None => config.native_sidecar,
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(error(
+                NATIVE_SIDECAR,
+                format!("{other:?} is not \"true\" or \"false\""),
+            ));
+        }
+    };
     let capture = match get(CAPTURE)? {
         Some(s) => s.parse().map_err(|e| error(CAPTURE, e))?,
         None => config.capture,
@@ -214,6 +230,7 @@ pub fn read(
         exclude_outbound_ports: dedup(exclude_outbound_ports),
         exclude_outbound_cidrs: dedup(exclude_outbound_cidrs),
         resources,
+        native_sidecar,
     }))
 }
 

@@ -57,6 +57,8 @@ pub struct InjectConfig {
     pub tls: Option<AgentTls>,
     /// Environment entries (Kubernetes `EnvVar` objects) given to every agent as they are.
     pub env: Vec<serde_json::Value>,
+    /// Inject the agent as a native sidecar (Kubernetes 1.29+) unless a pod says otherwise.
+    pub native_sidecar: bool,
 }
 
 /// The Secret (in the pod's namespace) with the agent's client certificate for the
@@ -118,6 +120,8 @@ struct Raw {
     tls: Option<RawTls>,
     #[serde(default)]
     env: Vec<serde_json::Value>,
+    #[serde(default)]
+    native_sidecar: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +341,7 @@ impl InjectConfig {
             init_resources,
             tls,
             env: raw.env,
+            native_sidecar: raw.native_sidecar,
         })
     }
 

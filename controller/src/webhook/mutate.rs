@@ -64,8 +64,9 @@ pub fn decide(request: &AdmissionRequest, config: &InjectConfig) -> Decision {
             .unwrap_or_default()
     };
     let named = |list: &[Value], name: &str| list.iter().any(|c| c["name"] == name);
-    // Before the annotations: a pod that has the agent is never refused or patched again.
-    if named(list("containers"), sidecar::AGENT) {
+    // Before the annotations: a pod that has the agent (as a container or a native sidecar)
+    // is never refused or patched again.
+    if named(list("containers"), sidecar::AGENT) || named(list("initContainers"), sidecar::AGENT) {
         return Decision::Skip("already injected");
     }
     let empty = Map::new();
@@ -119,20 +120,24 @@ pub fn decide(request: &AdmissionRequest, config: &InjectConfig) -> Decision {
         annotations::STATUS,
         json!(INJECTED),
     )];
+    let mut init = Vec::new();
     if options.capture != Capture::None {
-        ops.extend(patch::append(
-            spec,
-            "/spec",
-            "initContainers",
-            vec![sidecar::init(config, &options)],
-        ));
+        init.push(sidecar::init(config, &options));
     }
-    ops.extend(patch::append(
-        spec,
-        "/spec",
-        "containers",
-        vec![sidecar::agent(config, &options, &labels)],
-    ));
+    let agent = sidecar::agent(config, &options, &labels);
+    let containers = if options.native_sidecar {
+        // After the iptables init container: both run after the pod's own init containers.
+        init.push(agent);
+        Vec::new()
+    } else {
+        vec![agent]
+    };
+    if !init.is_empty() {
+        ops.extend(patch::append(spec, "/spec", "initContainers", init));
+    }
+    if !containers.is_empty() {
+        ops.extend(patch::append(spec, "/spec", "containers", containers));
+    }
     if let Some(volume) = sidecar::tls_volume(config) {
         ops.extend(patch::append(spec, "/spec", "volumes", vec![volume]));
     }

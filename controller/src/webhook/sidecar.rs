@@ -8,6 +8,11 @@
 //!   `/ready` (not ready while it drains) and `/version`; Prometheus can scrape the agent's
 //!   `/metrics` on the same port. No `ports` entry is declared: a name there could clash with
 //!   the app's, and the probes do not need one.
+//!   As a native sidecar (`nativeSidecar`, `faultline.dev/native-sidecar`; Kubernetes 1.29+)
+//!   it is an init container with `restartPolicy: Always` right after `faultline-init`: the
+//!   app's containers start once its startup probe passes (so the app never sends into a
+//!   capture port nobody listens on yet), and the kubelet stops it after them, so a Job's pod
+//!   completes.
 //! - `faultline-init`: `faultline-agent init-iptables`, as root with `NET_ADMIN` and `NET_RAW`
 //!   only, which installs the pod's redirect rules and exits. It is appended *after* the pod's
 //!   own init containers: those run before any redirect exists, when no agent would be there to
@@ -62,6 +67,15 @@ pub fn agent(config: &InjectConfig, options: &Options, labels: &[&str]) -> Value
         container["volumeMounts"] = json!([
             {"name": TLS_VOLUME, "mountPath": tls.mount_path, "readOnly": true}
         ]);
+    }
+    if options.native_sidecar {
+        container["restartPolicy"] = json!("Always");
+        // Up to a minute to start (image pull aside); the app's containers wait for it.
+        container["startupProbe"] = json!({
+            "httpGet": {"path": "/ready", "port": health},
+            "periodSeconds": 1,
+            "failureThreshold": 60,
+        });
     }
     container
 }

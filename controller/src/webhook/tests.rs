@@ -464,3 +464,66 @@ fn the_response_carries_the_uid_and_a_base64_json_patch() {
     );
     assert!(ops.as_array().unwrap().iter().all(|o| o["op"] == "add"));
 }
+
+#[test]
+fn a_native_sidecar_agent_is_an_init_container_that_restarts_always_after_faultline_init() {
+    // Per pod, by annotation, over a config that says otherwise.
+    let mut review: Value =
+        serde_json::from_str(fixture!("pod-with-init-containers.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/native-sidecar"] =
+        json!("true");
+    let before = request(&review.to_string()).object;
+    let pod = injected(&review.to_string(), &config(CONFIG));
+    let init = pod["spec"]["initContainers"].as_array().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let own = before["spec"]["initContainers"][0]["name"]
+        .as_str()
+        .unwrap();
+    assert_eq!(names, [own, "faultline-init", "faultline-agent"]);
+    let agent = &init[2];
+    assert_eq!(agent["restartPolicy"], "Always");
+    assert_eq!(
+        agent["startupProbe"]["httpGet"],
+        json!({"path": "/ready", "port": 15020})
+    );
+    assert_eq!(agent["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert!(
+        pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "faultline-agent"),
+        "not among the containers too"
+    );
+    // A native sidecar is injected already, and is not patched again.
+    let again = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u2", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "operation": "CREATE", "namespace": "shop", "object": pod}});
+    assert_eq!(
+        mutate::decide(&request(&again.to_string()), &config(CONFIG)),
+        Decision::Skip("already injected")
+    );
+
+    // For every pod, from the config; a pod may say no; capture none adds only the agent.
+    let native = config("image: agent:dev\ncapture: none\nnativeSidecar: true\n");
+    let pod = injected(fixture!("pod-without-volumes.json"), &native);
+    assert_eq!(pod["spec"]["initContainers"][0]["name"], "faultline-agent");
+    assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
+    let mut review: Value = serde_json::from_str(fixture!("pod-without-volumes.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/native-sidecar"] =
+        json!("false");
+    let pod = injected(&review.to_string(), &native);
+    assert!(pod["spec"].get("initContainers").is_none());
+    let agent = container(&pod["spec"]["containers"], "faultline-agent");
+    assert!(agent.get("restartPolicy").is_none() && agent.get("startupProbe").is_none());
+
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/native-sidecar"] =
+        json!("yes");
+    assert_eq!(
+        mutate::decide(&request(&review.to_string()), &native),
+        Decision::Deny(
+            "faultline: annotation faultline.dev/native-sidecar: \"yes\" is not \"true\" or \"false\""
+                .into()
+        )
+    );
+}

@@ -97,4 +97,10 @@ The Secret with the operators' tokens file: the operator's, else the one the cha
 {{- if not (has .Values.agent.capture (list "outbound" "inbound" "both" "none")) }}
 {{- fail "agent.capture must be one of outbound, inbound, both, none" }}
 {{- end }}
+{{- if not (kindIs "bool" .Values.agent.nativeSidecar) }}
+{{- fail "agent.nativeSidecar must be true or false" }}
+{{- end }}
+{{- if and .Values.agent.nativeSidecar (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "agent.nativeSidecar needs Kubernetes 1.29 or later (native sidecar containers); this cluster is %s" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- end }}
