@@ -286,6 +286,14 @@ impl Server {
                 },
             ))
         });
+        // A tokens file is read again on SIGHUP and every few seconds (rotation without a
+        // restart).
+        let (stop_tokens, tokens_stopped) = oneshot::channel::<()>();
+        if let Some(tokens) = trust.tokens.clone() {
+            tokio::spawn(tokens.watch(async move {
+                let _ = tokens_stopped.await;
+            }));
+        }
         let (stop_webhook, webhook_stopped) = oneshot::channel::<()>();
         let webhook_task = webhook.map(|(listener, webhook)| {
             tracing::info!(addr = ?listener.local_addr().ok(), "injection webhook serving");
@@ -306,6 +314,7 @@ impl Server {
             let _ = stop_scheduler.send(());
             let _ = stop_metrics.send(());
             let _ = stop_webhook.send(());
+            let _ = stop_tokens.send(());
             changes.close();
         };
 

@@ -139,7 +139,7 @@ impl Gate {
                 ));
             };
             return match tokens.check(token) {
-                Some(name) => Ok(Principal::Token(name.to_owned())),
+                Some(name) => Ok(Principal::Token(name)),
                 None => Err(refuse(
                     Code::Unauthenticated,
                     "invalid-token",
