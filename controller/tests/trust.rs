@@ -453,3 +453,60 @@ fn the_binary_refuses_bad_trust_settings_before_binding_anything() {
         "refused before the store was opened"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_denied_calls_writes_a_bounded_number_of_rows_and_then_a_count() {
+    use faultline_controller::auth::denied::{BURST, PER_SECOND};
+    use faultline_controller::auth::gate::DENIED_SUPPRESSED;
+    let pki = Pki::new();
+    let c = Secured::start("trust-flood", &pki).await;
+    let mut api = experiments(
+        c.channel(&pki.ca_pem, None).await,
+        Some("wrong-token-0123456789"),
+    );
+    let flood = std::time::Instant::now();
+    for _ in 0..200 {
+        let e = api
+            .list(ListExperimentsRequest::default())
+            .await
+            .expect_err("a wrong token");
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    let took = flood.elapsed();
+    let denied = c.audit().len();
+    // The burst, plus what refilled while the flood ran (PER_SECOND a second).
+    let refilled = (took.as_secs_f64() * f64::from(PER_SECOND)).ceil() as usize;
+    assert!(
+        (BURST as usize..=BURST as usize + refilled).contains(&denied),
+        "{denied} rows for 200 denied calls in {took:?}"
+    );
+    // Once the budget refills, the next denied call's row comes after one counting the rest.
+    let summary = eventually(
+        Duration::from_secs(10),
+        "a row counting the calls left out",
+        || {
+            let mut api = api.clone();
+            let c = &c;
+            async move {
+                let _ = api.list(ListExperimentsRequest::default()).await;
+                c.audit()
+                    .into_iter()
+                    .find(|e| e.action == DENIED_SUPPRESSED)
+            }
+        },
+    )
+    .await;
+    assert_eq!(summary.outcome, AuditOutcome::Denied);
+    let detail = summary.detail.unwrap_or_default();
+    assert!(
+        detail.contains("denied calls since ") && detail.contains(" were not recorded"),
+        "{detail}"
+    );
+    // Every call of the flood is a row or counted (calls made while waiting may add to it).
+    let left_out: usize = detail.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        denied + left_out >= 200,
+        "{denied} rows + {left_out} counted"
+    );
+    c.stop().await;
+}

@@ -9,13 +9,15 @@
 //! Every operator call is written to the audit log before it runs: a denied one as `denied`
 //! with the reason, an admitted one as `allowed`, later set to `ok` or `error` by
 //! [`Admitted::finish`]. When the admitted row cannot be written the call is refused
-//! (`UNAVAILABLE`): nothing runs unaudited.
+//! (`UNAVAILABLE`): nothing runs unaudited. Denied calls are written within a budget
+//! ([`super::denied`]); a flood beyond it is counted and summed up in one row.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use tonic::{Code, Request, Response, Status};
 
+use super::denied::{DeniedBudget, Verdict};
 use super::principal::{Principal, Role, certificate_identity};
 use super::{Tokens, Trust};
 use crate::store::{AuditEntry, AuditOutcome, StoreHandle};
@@ -27,6 +29,7 @@ pub struct Gate {
     /// TLS is configured: client certificates were verified against the client CA.
     certificates: bool,
     store: StoreHandle,
+    denied: Arc<Mutex<DeniedBudget>>,
 }
 
 /// An operator call the gate let through; [`Admitted::finish`] records how it ended.
@@ -45,6 +48,9 @@ struct Refusal {
     reason: String,
 }
 
+/// The audit action of the row that counts denied calls left out by the budget.
+pub const DENIED_SUPPRESSED: &str = "denied-calls-not-recorded";
+
 const NO_CREDENTIALS: &str = "no credentials: send a bearer token (faultline --token-file, \
      FAULTLINE_TOKEN or FAULTLINE_TOKEN_FILE) or an operator client certificate";
 
@@ -54,6 +60,7 @@ impl Gate {
             tokens: trust.tokens.clone(),
             certificates: trust.tls.is_some(),
             store,
+            denied: Arc::new(Mutex::new(DeniedBudget::new(Instant::now()))),
         }
     }
 
@@ -98,6 +105,34 @@ impl Gate {
                 })
             }
             Err(refusal) => {
+                let verdict = self
+                    .denied
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(Instant::now(), entry.at);
+                let Verdict::Record(left_out) = verdict else {
+                    return Err(Status::new(refusal.code, refusal.reason));
+                };
+                if let Some((n, since)) = left_out {
+                    tracing::warn!(calls = n, "denied operator calls left out of the audit log");
+                    let summary = AuditEntry {
+                        seq: 0,
+                        at: entry.at,
+                        principal: "-".into(),
+                        action: DENIED_SUPPRESSED.into(),
+                        target: None,
+                        peer: None,
+                        outcome: AuditOutcome::Denied,
+                        detail: Some(format!(
+                            "{n} denied calls since {} were not recorded (more than {} a second)",
+                            humantime::format_rfc3339_millis(since),
+                            super::denied::PER_SECOND
+                        )),
+                    };
+                    if let Err(e) = self.store.append_audit(summary).await {
+                        tracing::error!(error = %e, "cannot audit the denied calls left out");
+                    }
+                }
                 entry.principal = refusal.principal;
                 entry.outcome = AuditOutcome::Denied;
                 entry.detail = Some(refusal.reason.clone());

@@ -2,11 +2,13 @@
 //!
 //! - [`tls`]: the controller's certificate, key and client CA (`--tls-cert`, `--tls-key`,
 //!   `--tls-client-ca`), loaded and checked at start into tonic's `ServerTlsConfig`.
-//! - [`tokens`]: operators' bearer tokens (`--tokens-file`), compared in constant time.
+//! - [`tokens`]: operators' bearer tokens (`--tokens-file`), compared in constant time,
+//!   reloaded on SIGHUP and every 10 s.
 //! - [`principal`]: who a call comes from: a token's name, or a certificate's role and name
 //!   (its `spiffe://faultline/ROLE/NAME` URI SAN).
 //! - [`gate`]: the one decision per call (operator API: a token or an operator certificate;
-//!   agent stream: an agent certificate) and the audit row it writes before anything runs.
+//!   agent stream: an agent certificate) and the audit row it writes before anything runs;
+//!   [`denied`]: the budget of denied calls written to the audit log (a flood is summed up).
 //! - [`operator`]: `ExperimentService` and `AgentRegistry` wrapped so every call passes the
 //!   gate and its outcome is audited; [`agents`]: `AgentService` wrapped likewise.
 //!
@@ -14,6 +16,7 @@
 //! and refuses a non-loopback `--listen` unless `--insecure`.
 
 pub mod agents;
+pub mod denied;
 pub mod gate;
 pub mod operator;
 pub mod principal;
