@@ -99,7 +99,10 @@ impl ConnState {
             crate::tcp::connect::connect(addr, self.route.mark, self.route.connect_timeout)
                 .await
                 .map_err(|e| e.to_string())?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        // One buffer, one `send` per request, as on the client side (`server`).
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
