@@ -99,7 +99,7 @@ impl ConnState {
             crate::tcp::connect::connect(addr, self.route.mark, self.route.connect_timeout)
                 .await
                 .map_err(|e| e.to_string())?;
-        // One buffer, one `send` per request, as on the client side (`server`).
+        // One buffer, one `send` per request, as the server side does (see `server`).
         let (sender, connection) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
