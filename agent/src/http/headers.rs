@@ -34,17 +34,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !any && !te {
         return;
     }
-    // Headers named by `Connection` (HOP_BY_HOP[0]) are hop-by-hop too.
+    // Headers named by `Connection` (HOP_BY_HOP[0]) are hop-by-hop too. Most messages carry
+    // one `Connection` value (`keep-alive`, `close`): cloning it shares its bytes, and removing
+    // by `&str` builds no `HeaderName`, so this allocates nothing.
     if found[0] {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in &named {
-            headers.remove(name);
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        match (values.next(), values.next()) {
+            (Some(one), None) => {
+                let one = one.clone();
+                remove_named(headers, &one);
+            }
+            _ => {
+                let all: Vec<HeaderValue> = headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .cloned()
+                    .collect();
+                for v in &all {
+                    remove_named(headers, v);
+                }
+            }
         }
     }
     for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
@@ -62,6 +71,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if te_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
+    }
+}
+
+/// Removes the headers a `Connection` value names (a comma-separated list of names).
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
+    let Ok(list) = connection.to_str() else {
+        return;
+    };
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        // Not a valid header name: nothing by that name can be in the map.
+        headers.remove(name);
     }
 }
 
@@ -114,5 +134,19 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("a"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
+
+        // Several `Connection` values: every name in each goes.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("x-a"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("X-B, not a name"),
+        );
+        for name in ["x-a", "x-b", "x-c"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-c"]);
     }
 }
