@@ -51,47 +51,46 @@ pub async fn follow(
     deadline: Option<Instant>,
 ) -> Result<Followed, Failure> {
     let mut progress = Progress::new(experiment, std::io::stderr().is_terminal());
-    let mut redraw = tokio::time::interval(REDRAW);
     let timeout = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(timeout);
+    let followed = tokio::select! {
+        ended = follow_again(client, &experiment.name, &mut progress) => {
+            ended?;
+            Followed::Ended
+        }
+        () = timeout => Followed::TimedOut,
+    };
+    progress.draw(None);
+    Ok(followed)
+}
+
+/// Follows the stream to its end, opening it again after the last event seen when it breaks.
+async fn follow_again(
+    client: &mut Client,
+    name: &str,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let mut redraw = tokio::time::interval(REDRAW);
     let mut after_sequence = 0;
     // Since when, and how long to pause next, while the controller cannot be followed.
     let mut lost: Option<(Instant, Duration)> = None;
-    let followed = 'follow: loop {
-        let request = WatchExperimentRequest {
-            name: experiment.name.clone(),
-            after_sequence,
-        };
-        let broke = tokio::select! {
-            opened = client.experiments.watch(request) => match opened {
-                Ok(stream) => {
-                    if lost.take().is_some() {
-                        progress.note("following the controller again");
-                    }
-                    let mut stream = stream.into_inner();
-                    loop {
-                        tokio::select! {
-                            message = stream.message() => match message {
-                                Ok(Some(event)) => {
-                                    after_sequence = event.sequence;
-                                    progress.event(&event);
-                                }
-                                Ok(None) => break 'follow Followed::Ended,
-                                Err(status) => break status,
-                            },
-                            _ = redraw.tick(), if progress.live => progress.draw(None),
-                            () = &mut timeout => break 'follow Followed::TimedOut,
-                        }
-                    }
-                }
-                Err(status) => status,
-            },
-            () = &mut timeout => break 'follow Followed::TimedOut,
+    loop {
+        let broke = match stream_events(
+            client,
+            name,
+            &mut after_sequence,
+            progress,
+            &mut redraw,
+            &mut lost,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(status) => status,
         };
         if !worth_retrying(&broke) {
             return Err(broke.into());
@@ -107,13 +106,40 @@ pub async fn follow(
             return Err(broke.into());
         }
         lost = Some((since, (pause * 2).min(BACKOFF_MAX)));
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = &mut timeout => break 'follow Followed::TimedOut,
-        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Opens the stream after `after_sequence` and shows its events until it ends (`Ok`) or
+/// breaks; `after_sequence` follows the events shown.
+async fn stream_events(
+    client: &mut Client,
+    name: &str,
+    after_sequence: &mut u64,
+    progress: &mut Progress,
+    redraw: &mut tokio::time::Interval,
+    lost: &mut Option<(Instant, Duration)>,
+) -> Result<(), tonic::Status> {
+    let request = WatchExperimentRequest {
+        name: name.to_owned(),
+        after_sequence: *after_sequence,
     };
-    progress.draw(None);
-    Ok(followed)
+    let mut stream = client.experiments.watch(request).await?.into_inner();
+    if lost.take().is_some() {
+        progress.note("following the controller again");
+    }
+    loop {
+        tokio::select! {
+            message = stream.message() => match message? {
+                Some(event) => {
+                    *after_sequence = event.sequence;
+                    progress.event(&event);
+                }
+                None => return Ok(()),
+            },
+            _ = redraw.tick(), if progress.live => progress.draw(None),
+        }
+    }
 }
 
 /// A broken stream or an unreachable controller, not a refusal of the call.

@@ -290,9 +290,10 @@ fn histogram(
 ) {
     let cumulative = m.latency().prometheus_buckets();
     let les = PROMETHEUS_LE.iter().map(|&(_, le)| le).chain(["+Inf"]);
+    let mut with_le = labels.to_vec();
+    with_le.push(("le", ""));
     for (le, n) in les.zip(cumulative) {
-        let mut with_le = labels.to_vec();
-        with_le.push(("le", le));
+        *with_le.last_mut().expect("pushed above") = ("le", le);
         line(o, bucket, route, &with_le, n);
     }
     // `_count` is the `+Inf` bucket read above, so the two always agree.

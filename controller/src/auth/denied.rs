@@ -4,7 +4,7 @@
 //! are only counted, and the next row written after the flood first records how many were
 //! left out and since when.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// Rows a burst of denied calls may write at once.
 pub const BURST: u32 = 20;
@@ -59,12 +59,14 @@ impl DeniedBudget {
     }
 }
 
-/// How long until the budget allows another row after it is spent.
-pub const REFILL: Duration = Duration::from_millis(1000 / PER_SECOND as u64);
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// How long until a spent budget allows another row.
+    const REFILL: Duration = Duration::from_millis(1000 / PER_SECOND as u64);
 
     #[test]
     fn a_flood_writes_the_burst_then_a_summary_with_the_next_row() {
