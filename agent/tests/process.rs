@@ -22,6 +22,8 @@ const AGENT: &str = env!("CARGO_BIN_EXE_faultline-agent");
 struct Proc {
     child: Child,
     admin: SocketAddr,
+    /// The fields of its "agent started" log line (the addresses it bound).
+    started: serde_json::Value,
 }
 
 impl Drop for Proc {
@@ -72,16 +74,21 @@ fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Proc {
         .spawn()
         .expect("start faultline-agent");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let admin = loop {
+    let started = loop {
         let line = lines.next().expect("agent exited before starting").unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if v["fields"]["message"] == "agent started" {
-            break v["fields"]["admin"].as_str().unwrap().parse().unwrap();
+            break v["fields"].clone();
         }
     };
+    let admin = started["admin"].as_str().unwrap().parse().unwrap();
     // Keep draining stderr so the agent never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, admin }
+    Proc {
+        child,
+        admin,
+        started,
+    }
 }
 
 async fn echo_server() -> SocketAddr {
@@ -343,25 +350,8 @@ async fn with_a_token_the_admin_api_answers_401_without_it() {
 
 #[tokio::test]
 async fn the_health_listener_serves_probes_only() {
-    let mut child = Command::new(AGENT)
-        .args(["--admin", "127.0.0.1:0", "--health", "127.0.0.1:0"])
-        .args(["--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start faultline-agent");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (admin, health): (SocketAddr, SocketAddr) = loop {
-        let line = lines.next().expect("agent exited before starting").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "agent started" {
-            let addr = |k: &str| v["fields"][k].as_str().unwrap().parse().unwrap();
-            break (addr("admin"), addr("health"));
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let agent = Proc { child, admin };
+    let agent = start(&["--health", "127.0.0.1:0"]);
+    let health: SocketAddr = agent.started["health"].as_str().unwrap().parse().unwrap();
 
     for path in ["/ready", "/version", "/metrics"] {
         let r = http::request(health, "GET", path, None).await;
