@@ -23,6 +23,7 @@
 # At the defaults a run takes ~2 min after the build; THREADS="1 default" DURATION=6 ~2.5 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/nginx.sh
 
 duration=${DURATION:-10} rounds=${ROUNDS:-2} conns=${CONNS:-64}
 threads=${THREADS:-1} pin=${PIN:-1}
@@ -89,11 +90,7 @@ error_log $work/nginx/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
+$(nginx_temp_paths "$work/nginx/tmp")
   keepalive_requests 10000000;
   server {
     listen $ip_b:8080 backlog=4096;

@@ -16,6 +16,7 @@
 # Needs Debian's nginx, haproxy and nghttp2-client (h2load), and a Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/nginx.sh
 
 N=${N:-300000}
 REPS=${REPS:-3}
@@ -96,11 +97,7 @@ error_log $work/nginx.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
+$(nginx_temp_paths "$work/nginx/tmp")
   # nginx closes an HTTP/2 connection after keepalive_requests streams (default 1000).
   keepalive_requests 100000000;
   keepalive_timeout 300s;
