@@ -308,6 +308,55 @@ async fn a_rule_added_while_a_keep_alive_connection_is_open_affects_its_next_req
     assert!(second.starts_with("HTTP/1.1 429"), "{second}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_share_idle_upstream_connections_but_never_a_busy_one() {
+    // One worker: upstream connections are pooled per worker.
+    let agent = support::agent_with_threads(Some(1)).await;
+    let up = http_upstream::start().await;
+    let addr = agent.route_with("api", up.addr, Protocol::Http, HttpOptions::default());
+    let get = b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n";
+    let upstream_conn = |resp: &str| -> String {
+        resp.lines()
+            .find_map(|l| l.strip_prefix("x-upstream-connection: "))
+            .unwrap_or_else(|| panic!("no x-upstream-connection in {resp}"))
+            .trim()
+            .to_string()
+    };
+
+    // Two client connections one after the other: the second reuses the first's, now idle.
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    a.write_all(get).await.unwrap();
+    let first = upstream_conn(&read_response(&mut a).await);
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    b.write_all(get).await.unwrap();
+    assert_eq!(upstream_conn(&read_response(&mut b).await), first);
+
+    // `a` holds that connection busy with a request whose body is half sent: `b` gets another.
+    a.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n01234")
+        .await
+        .unwrap();
+    support::eventually(
+        "the POST at the upstream",
+        Duration::from_secs(10),
+        || async { (up.requests() == 3).then_some(()) },
+    )
+    .await;
+    b.write_all(get).await.unwrap();
+    let second = upstream_conn(&read_response(&mut b).await);
+    assert_ne!(second, first, "a busy upstream connection was handed out");
+    a.write_all(b"56789").await.unwrap();
+    let echoed = read_response(&mut a).await;
+    assert!(echoed.ends_with("0123456789"), "{echoed}");
+    assert_eq!(upstream_conn(&echoed), first);
+
+    // Both idle again: a third client uses one of them, no third connection is opened.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(get).await.unwrap();
+    let third = upstream_conn(&read_response(&mut c).await);
+    assert!(third == first || third == second, "{third}");
+    assert_eq!(up.requests(), 5);
+}
+
 /// Reads a response head, byte by byte, so nothing after it is consumed.
 async fn read_head(s: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();

@@ -8,7 +8,8 @@
 //! - `CONNECT anything` -> 200, then echoes raw bytes (a tunnel)
 //!
 //! Every response carries `x-upstream-requests: <count>` so tests can tell whether a request
-//! reached it.
+//! reached it, and `x-upstream-connection: <n>`, the number of the connection it came on (the
+//! first accepted is 1).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ fn full(b: impl Into<Bytes>) -> Body {
 async fn serve(
     req: Request<Incoming>,
     count: Arc<AtomicU64>,
+    conn: u64,
 ) -> Result<Response<Body>, Infallible> {
     let n = count.fetch_add(1, Ordering::Relaxed) + 1;
     let path = req.uri().path().to_string();
@@ -85,6 +87,8 @@ async fn serve(
         r
     };
     resp.headers_mut().insert("x-upstream-requests", n.into());
+    resp.headers_mut()
+        .insert("x-upstream-connection", conn.into());
     Ok(resp)
 }
 
@@ -95,11 +99,14 @@ pub async fn start() -> HttpUpstream {
     let requests = Arc::new(AtomicU64::new(0));
     let count = requests.clone();
     tokio::spawn(async move {
+        let mut conns = 0;
         while let Ok((s, _)) = l.accept().await {
             let count = count.clone();
+            conns += 1;
+            let conn = conns;
             tokio::spawn(async move {
                 let _ = s.set_nodelay(true);
-                let svc = service_fn(move |req| serve(req, count.clone()));
+                let svc = service_fn(move |req| serve(req, count.clone(), conn));
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(s), svc)
                     .await;

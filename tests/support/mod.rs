@@ -95,8 +95,13 @@ impl TestAgent {
 
 /// Starts an agent with no routes and its admin API on a free loopback port.
 pub async fn agent() -> TestAgent {
+    agent_with_threads(None).await
+}
+
+/// [`agent`] with `threads` data-plane worker threads (`None`: one per core).
+pub async fn agent_with_threads(threads: Option<usize>) -> TestAgent {
     let config = AgentConfig {
-        threads: None,
+        threads,
         ..AgentConfig::embedded()
     };
     let agent = Agent::start(&config).await.expect("agent starts");

@@ -10,19 +10,21 @@
 //!   gRPC message faults).
 //! - [`grpc`]: gRPC specifics (trailers-only answers, message framing).
 //! - [`headers`]: hop-by-hop header handling.
+//! - [`pool`]: upstream HTTP/1.1 connections, shared by a worker's client connections.
 //! - [`timer`]: hyper's HTTP/1 header-read timeout on one Tokio sleep per connection.
 //! - [`upgrade`]: `Upgrade` (WebSocket) and `CONNECT` passed through untouched.
 
 pub mod body;
 pub mod grpc;
 pub mod headers;
+pub mod pool;
 pub mod proxy;
 pub mod select;
 pub mod server;
 pub mod timer;
 pub mod upgrade;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -32,9 +34,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::route::Protocol;
 
-/// What the connections of one HTTP listener's worker share: the pooled HTTP/2 upstream client
+/// What the connections of one HTTP listener's worker share: the pooled upstream connections
 /// (so an upstream connection is only ever used from the worker thread that opened it).
-/// HTTP/1.1 clients each get their own upstream connection (see `proxy::ConnState`).
 pub struct HttpRoute {
     pub protocol: Protocol,
     /// HTTP/2 (prior knowledge) upstream connections, multiplexed.
@@ -43,32 +44,8 @@ pub struct HttpRoute {
     pub epoch: std::time::Instant,
     /// `SO_MARK` for upstream sockets (`--mark`).
     pub mark: Option<u32>,
-    /// Upstream HTTP/1.1 connections left idle by clients that went away, for the next client
-    /// connection of this worker. Taken and returned once per client connection, never per
-    /// request; only this worker's thread touches it, so the lock is never contended.
-    idle_h1: Mutex<Vec<proxy::Upstream1>>,
-}
-
-/// Idle upstream HTTP/1.1 connections kept per worker and route.
-const IDLE_H1_MAX: usize = 256;
-
-impl HttpRoute {
-    pub(crate) fn take_idle_h1(&self, addr: std::net::SocketAddr) -> Option<proxy::Upstream1> {
-        let mut idle = self.idle_h1.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(u) = idle.pop() {
-            if u.reusable_for(addr) {
-                return Some(u);
-            }
-        }
-        None
-    }
-
-    pub(crate) fn put_idle_h1(&self, u: proxy::Upstream1) {
-        let mut idle = self.idle_h1.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_H1_MAX {
-            idle.push(u);
-        }
-    }
+    /// HTTP/1.1 upstream connections, one request at a time each.
+    pub h1: pool::H1Pool,
 }
 
 impl HttpRoute {
@@ -92,7 +69,7 @@ impl HttpRoute {
             connect_timeout,
             epoch,
             mark,
-            idle_h1: Mutex::new(Vec::new()),
+            h1: pool::H1Pool::default(),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! One request: choose its faults, apply them around the upstream call, stream the answer.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -11,42 +13,28 @@ use tokio::time::Instant;
 
 use super::HttpRoute;
 use super::body::{BoxError, FaultedBody, GrpcStatusObserver, InjectedReset, ProxyBody};
+use super::pool::Upstream1;
 use super::select::{self, BadHeader, Chosen, Terminal};
 use super::{grpc, headers, upgrade};
 use crate::route::{Protocol, RouteSnapshot, RouteState};
 
 /// What the requests of one client connection share.
 pub struct ConnState {
-    pub current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
+    pub current: Arc<ArcSwap<RouteSnapshot>>,
     pub route: Arc<HttpRoute>,
-    /// The upstream HTTP/1.1 connection this client connection sends on: taken from the
-    /// worker's idle connections or opened on first use, replaced when it closes, and handed
-    /// back to the idle connections when the client goes away.
-    ///
-    /// Why a `Mutex`: hyper serves an HTTP/1 connection one request at a time, so this is never
-    /// contended: a request takes the sender out, starts its call, and puts it back before
-    /// awaiting the answer; the lock is never held across an `.await`.
-    h1: Mutex<Option<Upstream1>>,
     /// The connection's original destination, when it was captured.
     original: Option<SocketAddr>,
 }
 
-/// An upstream HTTP/1.1 connection and where it goes.
-pub struct Upstream1 {
-    addr: SocketAddr,
-    sender: http1::SendRequest<Incoming>,
-}
-
 impl ConnState {
     pub fn new(
-        current: Arc<arc_swap::ArcSwap<RouteSnapshot>>,
+        current: Arc<ArcSwap<RouteSnapshot>>,
         route: Arc<HttpRoute>,
         original: Option<SocketAddr>,
     ) -> Self {
         ConnState {
             current,
             route,
-            h1: Mutex::new(None),
             original,
         }
     }
@@ -59,15 +47,8 @@ impl ConnState {
         }
     }
 
-    fn take_h1(&self) -> Option<Upstream1> {
-        self.h1.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    fn put_h1(&self, u: Upstream1) {
-        *self.h1.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
-    }
-
-    /// Sends an HTTP/1.1 request on this client connection's upstream connection.
+    /// Sends an HTTP/1.1 request on an idle upstream connection of the worker's pool, or on a
+    /// new one; the connection goes back to the pool as soon as the call has started.
     async fn send_h1(
         &self,
         snap: &RouteSnapshot,
@@ -78,10 +59,7 @@ impl ConnState {
             .resolve(self.original)
             .await
             .map_err(|e| e.to_string())?;
-        let own = self
-            .take_h1()
-            .filter(|u| u.addr == addr && !u.sender.is_closed());
-        let mut up = match own.or_else(|| self.route.take_idle_h1(addr)) {
+        let mut up = match self.route.h1.take(addr) {
             Some(u) => u,
             None => self.connect_h1(addr).await?,
         };
@@ -90,7 +68,7 @@ impl ConnState {
             up.sender.ready().await.map_err(|e| e.to_string())?;
         }
         let call = up.sender.send_request(req);
-        self.put_h1(up);
+        self.route.h1.put(up);
         call.await.map_err(|e| e.to_string())
     }
 
@@ -111,24 +89,6 @@ impl ConnState {
             }
         });
         Ok(Upstream1 { addr, sender })
-    }
-}
-
-impl Upstream1 {
-    /// Still open, idle, and going where the route now points.
-    pub(crate) fn reusable_for(&self, addr: SocketAddr) -> bool {
-        self.addr == addr && !self.sender.is_closed() && self.sender.is_ready()
-    }
-}
-
-impl Drop for ConnState {
-    fn drop(&mut self) {
-        // An upstream connection with no request in flight can serve the next client.
-        if let Some(u) = self.take_h1()
-            && u.sender.is_ready()
-        {
-            self.route.put_idle_h1(u);
-        }
     }
 }
 
