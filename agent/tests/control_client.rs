@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use faultline_agent::app::Agent;
 use faultline_agent::config::{AgentConfig, ControllerConfig};
+use faultline_agent::route::capture::{CaptureDirection, CaptureMatch};
 use faultline_agent::route::{Protocol, RouteSnapshot, RouteSpec, Upstream};
 use faultline_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,10 +100,15 @@ fn labels() -> BTreeMap<String, String> {
 async fn agent(controller: SocketAddr, echo: SocketAddr, http: SocketAddr) -> Agent {
     let mut api = RouteSpec::tcp("api", "127.0.0.1:0", Upstream::Addr(http));
     api.protocol = Protocol::Http;
+    // A captured route that detects the protocol per connection: announced as `auto`.
+    let mut outbound = RouteSpec::tcp("outbound", "", Upstream::Original);
+    outbound.protocol = Protocol::Auto;
+    outbound.capture = Some(CaptureMatch::any(CaptureDirection::Outbound));
     let config = AgentConfig {
         routes: vec![
             RouteSpec::tcp("web", "127.0.0.1:0", Upstream::Addr(echo)),
             api,
+            outbound,
         ],
         controller: Some(
             ControllerConfig::new(&format!("http://{controller}"), "agent-1", labels())
@@ -148,6 +154,12 @@ fn assert_hello(hello: &v1::Hello, agent: &Agent, echo: SocketAddr, http: Socket
                 listen("api"),
                 http.to_string(),
                 v1::Protocol::Http as i32
+            ),
+            (
+                "outbound".into(),
+                listen("outbound"),
+                "original".into(),
+                v1::Protocol::Auto as i32
             ),
             (
                 "web".into(),

@@ -264,9 +264,7 @@ fn hello(table: &RouteTable, config: &ControllerConfig) -> v1::AgentMessage {
                 Protocol::Tcp => v1::Protocol::Tcp,
                 Protocol::Http => v1::Protocol::Http,
                 Protocol::Grpc => v1::Protocol::Grpc,
-                // A captured route that tells HTTP from TCP per connection: announced as HTTP,
-                // so the controller offers it request-level faults (and down, partition).
-                Protocol::Auto => v1::Protocol::Http,
+                Protocol::Auto => v1::Protocol::Auto,
             } as i32,
         })
         .collect();

@@ -63,6 +63,7 @@ fn routes(json: &serde_json::Value) -> Vec<v1::Route> {
                         Some("http") => v1::Protocol::Http,
                         Some("grpc") => v1::Protocol::Grpc,
                         Some("tcp") => v1::Protocol::Tcp,
+                        Some("auto") => v1::Protocol::Auto,
                         _ => v1::Protocol::Unspecified,
                     } as i32,
                 })

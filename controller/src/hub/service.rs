@@ -77,6 +77,7 @@ fn agent_info(hello: &v1::Hello) -> Result<(AgentInfo, serde_json::Value), Statu
             Ok(v1::Protocol::Tcp) => (Protocol::Tcp, "tcp"),
             Ok(v1::Protocol::Http) => (Protocol::Http, "http"),
             Ok(v1::Protocol::Grpc) => (Protocol::Grpc, "grpc"),
+            Ok(v1::Protocol::Auto) => (Protocol::Auto, "auto"),
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "hello.routes[{i}].protocol: unknown protocol {}",
@@ -194,6 +195,7 @@ mod tests {
             routes: vec![
                 route("db", v1::Protocol::Tcp as i32),
                 route("api", v1::Protocol::Http as i32),
+                route("outbound", v1::Protocol::Auto as i32),
             ],
             version: "1".into(),
         };
@@ -202,7 +204,9 @@ mod tests {
         assert_eq!(info.labels["app"], "shop");
         assert_eq!(info.routes["db"], Protocol::Tcp);
         assert_eq!(info.routes["api"], Protocol::Http);
+        assert_eq!(info.routes["outbound"], Protocol::Auto);
         assert_eq!(json[1]["protocol"], "http");
+        assert_eq!(json[2]["protocol"], "auto");
         assert_eq!(json[0]["listen"], "127.0.0.1:1");
     }
 

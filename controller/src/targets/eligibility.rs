@@ -49,13 +49,16 @@ pub(super) fn unfit(exp: &Experiment, agent: &AgentInfo) -> Option<String> {
 
 /// Whether a fault of kind `tag` can go on a route speaking `protocol`: byte-level faults need
 /// the TCP data plane, request-level faults an HTTP or gRPC route; `down` and `partition` act
-/// at admission on any route.
+/// at admission on any route. An `auto` (captured) route takes every kind: it carries TCP and
+/// HTTP connections both, and each fault acts on the connections it fits.
 ///
 /// This is the agent's own rule (`check_protocol` in `agent/src/route/table.rs`, private to
 /// that crate), repeated here so the controller skips an agent instead of sending it a lease
 /// it would refuse. Keep the two in step.
 fn fits(protocol: Protocol, tag: KindTag) -> bool {
-    if protocol.is_http() {
+    if protocol == Protocol::Auto {
+        true
+    } else if protocol.is_http() {
         tag.is_request_level() || matches!(tag, KindTag::Down | KindTag::Partition)
     } else {
         !tag.is_request_level()
@@ -70,18 +73,24 @@ mod tests {
     fn protocol_fit_follows_the_agent() {
         use KindTag::*;
         let cases = [
-            (Latency, [true, false, false]),
-            (Bandwidth, [true, false, false]),
-            (ResetPeer, [true, false, false]),
-            (Down, [true, true, true]),
-            (Partition, [true, true, true]),
-            (HttpAbort, [false, true, true]),
-            (HttpDelay, [false, true, true]),
-            (GrpcAbort, [false, true, true]),
+            (Latency, [true, false, false, true]),
+            (Bandwidth, [true, false, false, true]),
+            (ResetPeer, [true, false, false, true]),
+            (Down, [true, true, true, true]),
+            (Partition, [true, true, true, true]),
+            (HttpAbort, [false, true, true, true]),
+            (HttpDelay, [false, true, true, true]),
+            (GrpcAbort, [false, true, true, true]),
+        ];
+        let protocols = [
+            Protocol::Tcp,
+            Protocol::Http,
+            Protocol::Grpc,
+            Protocol::Auto,
         ];
         for (tag, want) in cases {
-            let got = [Protocol::Tcp, Protocol::Http, Protocol::Grpc].map(|p| fits(p, tag));
-            assert_eq!(got, want, "{tag:?} on tcp, http, grpc");
+            let got = protocols.map(|p| fits(p, tag));
+            assert_eq!(got, want, "{tag:?} on tcp, http, grpc, auto");
         }
     }
 }
