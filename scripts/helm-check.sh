@@ -211,10 +211,16 @@ refused "agent.tls.secretName needs controller.tls.existingSecret" --set agent.t
 refused "controller.tokens.key must be a Secret key" --set controller.tokens.key=a/b
 refused "agent.nativeSidecar needs Kubernetes 1.29 or later" --set agent.nativeSidecar=true --kube-version 1.28.0
 refused "agent.nativeSidecar must be true or false" --set-string agent.nativeSidecar=yes
+refused "agent.ipv6 must be true or false" --set-string agent.ipv6=yes
 # Native sidecars on 1.29+: the inject config says so (the webhook's tests cover the pods).
 "$helm_bin" template faultline "$chart" --namespace faultline --set agent.nativeSidecar=true \
     --kube-version 1.29.0 | grep -q '^    nativeSidecar: true$' || {
     echo "helm-check: agent.nativeSidecar=true does not reach the inject config" >&2
+    exit 1
+}
+"$helm_bin" template faultline "$chart" --namespace faultline --set agent.ipv6=true \
+    | grep -q '^    ipv6: true$' || {
+    echo "helm-check: agent.ipv6=true does not reach the inject config" >&2
     exit 1
 }
 echo "helm-check: ok"

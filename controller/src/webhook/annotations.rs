@@ -11,6 +11,8 @@
 //! | `faultline.dev/exclude-outbound-ports` | `P,P,...` | none |
 //! | `faultline.dev/exclude-outbound-cidrs` | `CIDR,CIDR,...` | none |
 //! | `faultline.dev/cpu-request`, `cpu-limit`, `memory-request`, `memory-limit` | a quantity | the inject config's `resources` |
+//! | `faultline.dev/native-sidecar` | `"true"` or `"false"` | the inject config's `nativeSidecar` |
+//! | `faultline.dev/ipv6` | `"true"` or `"false"` | the inject config's `ipv6` |
 //!
 //! Any other `faultline.dev/` annotation on a pod that asks for injection is refused as a likely
 //! typo, except `faultline.dev/status`, which the webhook writes itself.
@@ -35,11 +37,12 @@ pub const CPU_LIMIT: &str = "faultline.dev/cpu-limit";
 pub const MEMORY_REQUEST: &str = "faultline.dev/memory-request";
 pub const MEMORY_LIMIT: &str = "faultline.dev/memory-limit";
 pub const NATIVE_SIDECAR: &str = "faultline.dev/native-sidecar";
+pub const IPV6: &str = "faultline.dev/ipv6";
 /// Written by the webhook on the pods it injects.
 pub const STATUS: &str = "faultline.dev/status";
 
 /// The annotations a pod may carry to ask for and tune the agent.
-const SETTABLE: [&str; 11] = [
+const SETTABLE: [&str; 12] = [
     INJECT,
     CAPTURE,
     INBOUND_PORTS,
@@ -51,6 +54,7 @@ const SETTABLE: [&str; 11] = [
     MEMORY_REQUEST,
     MEMORY_LIMIT,
     NATIVE_SIDECAR,
+    IPV6,
 ];
 
 /// What one pod gets: its annotations merged over the inject config.
@@ -66,6 +70,9 @@ pub struct Options {
     /// The agent runs as a Kubernetes native sidecar (an init container with
     /// `restartPolicy: Always`, Kubernetes 1.29 and later) instead of an ordinary container.
     pub native_sidecar: bool,
+    /// IPv6 is captured too (`init-iptables --ipv6`), and the agent's capture and health
+    /// listeners bind `[::]`, dual-stack, which takes IPv4 as well.
+    pub ipv6: bool,
 }
 
 /// An annotation whose value cannot be used.
@@ -125,17 +132,17 @@ pub fn read(
         ));
     }
 
-    let native_sidecar = match get(NATIVE_SIDECAR)?.map(str::trim) {
-        None => config.native_sidecar,
-        Some("true") => true,
-        Some("false") => false,
-        Some(other) => {
-            return Err(error(
-                NATIVE_SIDECAR,
-                format!("{other:?} is not \"true\" or \"false\""),
-            ));
-        }
+    let flag = |name: &str, default: bool| match get(name)?.map(str::trim) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(error(
+            name,
+            format!("{other:?} is not \"true\" or \"false\""),
+        )),
     };
+    let native_sidecar = flag(NATIVE_SIDECAR, config.native_sidecar)?;
+    let ipv6 = flag(IPV6, config.ipv6)?;
     let capture = match get(CAPTURE)? {
         Some(s) => s.parse().map_err(|e| error(CAPTURE, e))?,
         None => config.capture,
@@ -231,6 +238,7 @@ pub fn read(
         exclude_outbound_cidrs: dedup(exclude_outbound_cidrs),
         resources,
         native_sidecar,
+        ipv6,
     }))
 }
 

@@ -8,6 +8,7 @@
 //! adminListen: 127.0.0.1:8474                    # the agent's admin API: loopback only
 //! healthListen: 0.0.0.0:15020                    # GET /ready, /version, /metrics (probes, Prometheus)
 //! capture: outbound                              # a pod without faultline.dev/capture
+//! ipv6: false                                    # also capture IPv6 (faultline.dev/ipv6)
 //! ports: {outbound: 15001, inbound: 15006}       # the agent's capture listeners
 //! uid: 2102                                      # the agent's user, exempt from capture
 //! mark: 2102                                     # SO_MARK of the agent's sockets (0: none)
@@ -57,6 +58,9 @@ pub struct InjectConfig {
     pub tls: Option<AgentTls>,
     /// Environment entries (Kubernetes `EnvVar` objects) given to every agent as they are.
     pub env: Vec<serde_json::Value>,
+    /// Capture IPv6 as well as IPv4 (ip6tables rules, listeners on `[::]`), unless a pod says
+    /// otherwise.
+    pub ipv6: bool,
     /// Inject the agent as a native sidecar (Kubernetes 1.29+) unless a pod says otherwise.
     pub native_sidecar: bool,
 }
@@ -122,6 +126,8 @@ struct Raw {
     env: Vec<serde_json::Value>,
     #[serde(default)]
     native_sidecar: bool,
+    #[serde(default)]
+    ipv6: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +348,7 @@ impl InjectConfig {
             tls,
             env: raw.env,
             native_sidecar: raw.native_sidecar,
+            ipv6: raw.ipv6,
         })
     }
 

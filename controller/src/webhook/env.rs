@@ -14,6 +14,9 @@
 
 use serde_json::{Value, json};
 
+use std::net::{Ipv6Addr, SocketAddr};
+
+use super::annotations::Options;
 use super::config::InjectConfig;
 use super::syntax::Capture;
 
@@ -48,7 +51,12 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// The pod-dependent variables, in the order `$(VAR)` expansion needs, then the config's.
 /// `labels` are the pod's label keys, sorted.
-pub fn agent_env(config: &InjectConfig, labels: &[&str], capture: Capture) -> Vec<Value> {
+///
+/// The capture listeners bind every address: `0.0.0.0`, or `[::]` in a pod that captures IPv6
+/// (a dual-stack socket, which takes IPv4 too). In such a pod a health listener left on
+/// `0.0.0.0` moves to `[::]` as well, so the kubelet can probe an IPv6 pod address.
+pub fn agent_env(config: &InjectConfig, labels: &[&str], options: &Options) -> Vec<Value> {
+    let capture = options.capture;
     let mut env = vec![
         field_ref(POD_NAME, "metadata.name"),
         field_ref(POD_NAMESPACE, "metadata.namespace"),
@@ -66,16 +74,20 @@ pub fn agent_env(config: &InjectConfig, labels: &[&str], capture: Capture) -> Ve
         env.push(json!({"name": LABELS, "value": composed.join(",")}));
     }
     env.push(json!({"name": ADMIN, "value": config.admin.to_string()}));
-    env.push(json!({"name": HEALTH, "value": config.health.to_string()}));
+    let any = |port: u16| match options.ipv6 {
+        true => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        false => SocketAddr::from(([0, 0, 0, 0], port)),
+    };
+    let health = match config.health {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => any(a.port()),
+        other => other,
+    };
+    env.push(json!({"name": HEALTH, "value": health.to_string()}));
     if capture.outbound() {
-        env.push(
-            json!({"name": CAPTURE_OUTBOUND, "value": format!("0.0.0.0:{}", config.outbound_port)}),
-        );
+        env.push(json!({"name": CAPTURE_OUTBOUND, "value": any(config.outbound_port).to_string()}));
     }
     if capture.inbound() {
-        env.push(
-            json!({"name": CAPTURE_INBOUND, "value": format!("0.0.0.0:{}", config.inbound_port)}),
-        );
+        env.push(json!({"name": CAPTURE_INBOUND, "value": any(config.inbound_port).to_string()}));
     }
     if let (Some(mark), true) = (config.mark, capture != Capture::None) {
         env.push(json!({"name": MARK, "value": mark.to_string()}));

@@ -41,7 +41,7 @@ pub fn agent(config: &InjectConfig, options: &Options, labels: &[&str]) -> Value
         "name": AGENT,
         "image": config.image,
         "imagePullPolicy": config.pull_policy,
-        "env": env::agent_env(config, labels, options.capture),
+        "env": env::agent_env(config, labels, options),
         "resources": options.resources.to_json(),
         "securityContext": {
             "runAsUser": config.uid,
@@ -113,6 +113,9 @@ pub fn init(config: &InjectConfig, options: &Options) -> Value {
     flag("--uid", config.uid.to_string());
     if let Some(mark) = config.mark {
         flag("--mark", mark.to_string());
+    }
+    if options.ipv6 {
+        args.push("--ipv6".into());
     }
     json!({
         "name": INIT,

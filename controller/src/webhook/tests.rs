@@ -527,3 +527,50 @@ fn a_native_sidecar_agent_is_an_init_container_that_restarts_always_after_faultl
         )
     );
 }
+
+#[test]
+fn an_ipv6_pod_gets_ip6tables_rules_and_dual_stack_listeners() {
+    // By annotation, over the default config.
+    let mut review: Value =
+        serde_json::from_str(fixture!("pod-with-init-containers.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/ipv6"] = json!("true");
+    let pod = injected(&review.to_string(), &config(CONFIG));
+    let init = pod["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(args(&init[1]).last(), Some(&"--ipv6"));
+    let vars = env(container(&pod["spec"]["containers"], "faultline-agent"));
+    for want in [
+        "FAULTLINE_CAPTURE_OUTBOUND=[::]:15001",
+        "FAULTLINE_HEALTH=[::]:15020",
+    ] {
+        assert!(vars.contains(&want.to_string()), "{want} in {vars:?}");
+    }
+
+    // From the config, capturing both ways; an explicit health address is kept as it is.
+    let both =
+        config("image: agent:dev\ncapture: both\nipv6: true\nhealthListen: '[fd00::1]:15020'\n");
+    let pod = injected(fixture!("pod-without-volumes.json"), &both);
+    assert!(args(&pod["spec"]["initContainers"][0]).contains(&"--ipv6"));
+    let vars = env(container(&pod["spec"]["containers"], "faultline-agent"));
+    for want in [
+        "FAULTLINE_CAPTURE_OUTBOUND=[::]:15001",
+        "FAULTLINE_CAPTURE_INBOUND=[::]:15006",
+        "FAULTLINE_HEALTH=[fd00::1]:15020",
+    ] {
+        assert!(vars.contains(&want.to_string()), "{want} in {vars:?}");
+    }
+
+    // A pod may say no; a value that is not a boolean is refused, naming the annotation.
+    let mut review: Value = serde_json::from_str(fixture!("pod-without-volumes.json")).unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/ipv6"] = json!("false");
+    let pod = injected(&review.to_string(), &both);
+    assert!(!args(&pod["spec"]["initContainers"][0]).contains(&"--ipv6"));
+    let vars = env(container(&pod["spec"]["containers"], "faultline-agent"));
+    assert!(vars.contains(&"FAULTLINE_CAPTURE_OUTBOUND=0.0.0.0:15001".to_string()));
+    review["request"]["object"]["metadata"]["annotations"]["faultline.dev/ipv6"] = json!("v6");
+    assert_eq!(
+        mutate::decide(&request(&review.to_string()), &both),
+        Decision::Deny(
+            "faultline: annotation faultline.dev/ipv6: \"v6\" is not \"true\" or \"false\"".into()
+        )
+    );
+}

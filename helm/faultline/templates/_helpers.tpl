@@ -97,6 +97,9 @@ The Secret with the operators' tokens file: the operator's, else the one the cha
 {{- if not (has .Values.agent.capture (list "outbound" "inbound" "both" "none")) }}
 {{- fail "agent.capture must be one of outbound, inbound, both, none" }}
 {{- end }}
+{{- if not (kindIs "bool" .Values.agent.ipv6) }}
+{{- fail "agent.ipv6 must be true or false" }}
+{{- end }}
 {{- if not (kindIs "bool" .Values.agent.nativeSidecar) }}
 {{- fail "agent.nativeSidecar must be true or false" }}
 {{- end }}
