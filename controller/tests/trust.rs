@@ -203,10 +203,32 @@ async fn agent(c: &Secured, id: &str, tls: ClientTls) -> Agent {
     .expect("the agent starts")
 }
 
+/// The agents the registry lists, once each of `running` runs the controller's lease.
+async fn registered(c: &Secured, pki: &Pki, running: &[&Agent]) -> Vec<v1::Agent> {
+    for a in running {
+        eventually(
+            Duration::from_secs(10),
+            "the agent runs the controller's lease",
+            || async { a.table.lease().map(|_| ()) },
+        )
+        .await;
+    }
+    registry(c.channel(&pki.ca_pem, None).await, Some(TOKEN))
+        .list(ListAgentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .agents
+}
+
 fn hello() -> AgentMessage {
+    hello_as("intruder")
+}
+
+fn hello_as(id: &str) -> AgentMessage {
     AgentMessage {
         body: Some(v1::agent_message::Body::Hello(v1::Hello {
-            agent_id: "intruder".into(),
+            agent_id: id.into(),
             ..Default::default()
         })),
     }
@@ -243,19 +265,7 @@ async fn only_agents_with_an_agent_certificate_of_the_client_ca_are_registered()
         ClientTls::from_pem(&pki.ca_pem, Some((&good.cert, &good.key))),
     )
     .await;
-    eventually(
-        Duration::from_secs(10),
-        "the good agent runs the controller's lease",
-        || async { good_agent.table.lease().map(|_| ()) },
-    )
-    .await;
-    let mut reg = registry(c.channel(&pki.ca_pem, None).await, Some(TOKEN));
-    let agents = reg
-        .list(ListAgentsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .agents;
+    let agents = registered(&c, &pki, &[&good_agent]).await;
     let ids: Vec<(&str, bool)> = agents
         .iter()
         .map(|a| (a.id.as_str(), a.connected))
@@ -285,6 +295,42 @@ async fn only_agents_with_an_agent_certificate_of_the_client_ca_are_registered()
         .await
         .expect_err("an operator certificate is not an agent's");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_certificate_registers_only_the_agent_ids_under_its_name() {
+    let pki = Pki::new();
+    let c = Secured::start("trust-agent-ids", &pki).await;
+    let shop = pki.issue("agent", "shop");
+    let tls = || ClientTls::from_pem(&pki.ca_pem, Some((&shop.cert, &shop.key)));
+    assert_eq!(tls().agent_name().as_deref(), Some("shop"));
+
+    // Another namespace's pod, or a name that only starts the same: refused, and not stored.
+    for id in ["other/web-1", "shopping/web-1", "sho"] {
+        let mut client = AgentServiceClient::new(c.channel(&pki.ca_pem, Some(&shop)).await);
+        let e = client
+            .connect(tokio_stream::iter(vec![hello_as(id)]))
+            .await
+            .expect_err("an id the certificate does not cover");
+        assert_eq!(e.code(), Code::PermissionDenied, "{id}: {e:?}");
+        assert!(
+            e.message()
+                .contains(&format!("agent:shop may not register as agent {id:?}")),
+            "{e:?}"
+        );
+    }
+    // The name itself and the ids under it: registered.
+    let pod = agent(&c, "shop/web-1", tls()).await;
+    let host = agent(&c, "shop", tls()).await;
+    let agents = registered(&c, &pki, &[&pod, &host]).await;
+    let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["shop", "shop/web-1"]);
+    // A certificate without an agent URI SAN names nothing; none at all, likewise.
+    let operator = pki.issue("operator", "alice");
+    let posing = ClientTls::from_pem(&pki.ca_pem, Some((&operator.cert, &operator.key)));
+    assert_eq!(posing.agent_name(), None);
+    assert_eq!(ClientTls::from_pem(&pki.ca_pem, None).agent_name(), None);
     c.stop().await;
 }
 

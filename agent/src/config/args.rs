@@ -140,7 +140,8 @@ pub struct Args {
     pub label: Vec<String>,
 
     /// The agent's id at the controller, unique among its agents and best stable across
-    /// restarts (a pod name). Default: HOSTNAME-PID.
+    /// restarts (a pod name). With an agent certificate named NAME the controller takes only
+    /// NAME or NAME/...; default: HOSTNAME-PID, or NAME/HOSTNAME-PID with such a certificate.
     #[arg(long, env = "FAULTLINE_AGENT_ID", value_name = "ID")]
     pub agent_id: Option<String>,
 

@@ -261,9 +261,11 @@ impl AgentConfig {
                 check_scheme(&url, tls.is_some())?;
                 Some(ControllerConfig {
                     url,
-                    agent_id: match &args.agent_id {
-                        Some(id) => args::check_agent_id(id)?,
-                        None => default_agent_id(),
+                    agent_id: match (&args.agent_id, tls.as_ref().and_then(ClientTls::agent_name)) {
+                        (Some(id), _) => args::check_agent_id(id)?,
+                        // Under the certificate's name, the only ids the controller takes from it.
+                        (None, Some(name)) => format!("{name}/{}", default_agent_id()),
+                        (None, None) => default_agent_id(),
                     },
                     labels,
                     tls,
@@ -460,6 +462,47 @@ mod tests {
         assert_eq!(e.setting, "--tls-key", "{e}");
         let e = parse(&["--controller", "https://ctl:7070", "--tls-ca", &key]).unwrap_err();
         assert_eq!(e.setting, "--tls-ca", "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn with_an_agent_certificate_the_default_id_is_under_its_name() {
+        let dir = std::env::temp_dir().join(format!("faultline-agent-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://faultline/agent/shop".try_into().unwrap(),
+        )];
+        let cert = params.self_signed(&key).unwrap();
+        let file = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) = (
+            file("ca.pem", cert.pem()),
+            file("a.pem", cert.pem()),
+            file("a-key.pem", key.serialize_pem()),
+        );
+        let flags = [
+            "--controller",
+            "https://ctl:7070",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        let id = parse(&flags).unwrap().controller.unwrap().agent_id;
+        let pid = format!("-{}", std::process::id());
+        assert!(id.starts_with("shop/") && id.ends_with(&pid), "{id}");
+        let given = [&flags[..], &["--agent-id", "shop/web-1"]].concat();
+        assert_eq!(
+            parse(&given).unwrap().controller.unwrap().agent_id,
+            "shop/web-1"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

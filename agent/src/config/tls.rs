@@ -4,8 +4,12 @@
 use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use x509_parser::prelude::GeneralName;
 
 use super::ConfigError;
+
+/// The URI SAN prefix of an agent certificate, before its NAME.
+const AGENT_URI_PREFIX: &str = "spiffe://faultline/agent/";
 
 /// The PEM files of the controller connection's TLS.
 #[derive(Clone)]
@@ -49,6 +53,24 @@ impl ClientTls {
             ca: ca.as_bytes().to_vec(),
             identity: identity.map(|(c, k)| (c.as_bytes().to_vec(), k.as_bytes().to_vec())),
         }
+    }
+
+    /// The NAME of the agent's own certificate, from its `spiffe://faultline/agent/NAME` URI SAN
+    /// (what `faultline certs issue NAME --role agent` writes): the controller takes from it only
+    /// the agent ids NAME and NAME/..., so the default id is made under it. `None` without a
+    /// certificate, or when it has no such SAN.
+    pub fn agent_name(&self) -> Option<String> {
+        let (cert, _) = self.identity.as_ref()?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert).ok()?;
+        let cert = pem.parse_x509().ok()?;
+        let san = cert.subject_alternative_name().ok()??;
+        san.value.general_names.iter().find_map(|n| match n {
+            GeneralName::URI(uri) => uri
+                .strip_prefix(AGENT_URI_PREFIX)
+                .filter(|name| !name.is_empty() && !name.contains('/'))
+                .map(str::to_owned),
+            _ => None,
+        })
     }
 
     /// tonic's client configuration; the server name checked is the URL's host.

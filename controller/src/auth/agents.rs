@@ -1,6 +1,8 @@
 //! `AgentService` behind the [`Gate`]: with TLS, an agent's stream opens only with a client
-//! certificate of the agent role. Refusals are logged, not audited: the audit log is for
-//! operators' actions, and a misconfigured agent redials forever.
+//! certificate of the agent role, and the service then takes only the agent ids that
+//! certificate covers ([`super::Principal::may_be_agent`], checked on the hello, which the gate
+//! does not see). Refusals are logged, not audited: the audit log is for operators' actions, and
+//! a misconfigured agent redials forever.
 
 use faultline_proto::v1::AgentMessage;
 use faultline_proto::v1::agent_service_server::AgentService;
@@ -27,9 +29,10 @@ impl<S: AgentService> AgentService for GuardedAgents<S> {
 
     async fn connect(
         &self,
-        request: Request<Streaming<AgentMessage>>,
+        mut request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        self.gate.agent(&request)?;
+        let principal = self.gate.agent(&request)?;
+        request.extensions_mut().insert(principal);
         self.inner.connect(request).await
     }
 }

@@ -89,6 +89,25 @@ impl fmt::Display for Principal {
     }
 }
 
+impl Principal {
+    /// Whether this caller may register as the agent `id`. An agent certificate named `NAME`
+    /// covers the id `NAME` and every id under `NAME/`: one certificate per host agent, or one
+    /// per Kubernetes namespace, whose injected agents are `NAMESPACE/POD`. Without client
+    /// certificates (no TLS, or the controller runs insecure) any id is taken as given.
+    pub fn may_be_agent(&self, id: &str) -> bool {
+        match self {
+            Principal::Certificate {
+                role: Role::Agent,
+                name,
+            } => id
+                .strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            Principal::Certificate { .. } => false,
+            Principal::Token(_) | Principal::Anonymous => true,
+        }
+    }
+}
+
 /// The role and name of a DER certificate: its first `spiffe://faultline/ROLE/NAME` URI SAN.
 /// `None` when it has none (or it cannot be parsed).
 pub fn certificate_identity(der: &[u8]) -> Option<(Role, String)> {
@@ -144,5 +163,25 @@ mod tests {
         };
         assert_eq!(cert.to_string(), "operator:alice");
         assert_eq!(Principal::Anonymous.to_string(), "anonymous");
+    }
+
+    #[test]
+    fn an_agent_certificate_covers_its_name_and_the_ids_under_it() {
+        let shop = Principal::Certificate {
+            role: Role::Agent,
+            name: "shop".into(),
+        };
+        for id in ["shop", "shop/web-7d9f-x2", "shop/a/b"] {
+            assert!(shop.may_be_agent(id), "{id}");
+        }
+        for id in ["shopping/web", "sho", "other/shop", "", "/shop"] {
+            assert!(!shop.may_be_agent(id), "{id}");
+        }
+        let operator = Principal::Certificate {
+            role: Role::Operator,
+            name: "shop".into(),
+        };
+        assert!(!operator.may_be_agent("shop"));
+        assert!(Principal::Anonymous.may_be_agent("anything"));
     }
 }

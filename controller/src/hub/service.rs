@@ -21,6 +21,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{Hub, SESSION_QUEUE};
+use crate::auth::Principal;
 use crate::guard::RouteReport;
 use crate::store::StoreHandle;
 use crate::targets::AgentInfo;
@@ -106,6 +107,9 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        // Put there by the auth gate; absent when the service runs without one.
+        let principal = request.extensions().get::<Principal>().cloned();
+        let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(AgentMessage {
@@ -120,6 +124,16 @@ impl AgentService for AgentApi {
             None => return Err(Status::invalid_argument("the stream ended before a hello")),
         };
         let (info, routes) = agent_info(&hello)?;
+        if let Some(p) = principal
+            && !p.may_be_agent(&info.id)
+        {
+            tracing::warn!(?peer, principal = %p, agent = %info.id, "agent stream refused");
+            return Err(Status::permission_denied(format!(
+                "{p} may not register as agent {:?}: an agent certificate named NAME covers the \
+                 agent id NAME and the ids under NAME/",
+                info.id
+            )));
+        }
         let id = info.id.clone();
         self.store
             .record_agent_seen(
