@@ -355,6 +355,25 @@ async fn client_connections_share_idle_upstream_connections_but_never_a_busy_one
     let third = upstream_conn(&read_response(&mut c).await);
     assert!(third == first || third == second, "{third}");
     assert_eq!(up.requests(), 5);
+
+    // A client that goes away in the middle of a body leaves that connection half read: the
+    // next request does not get it (it would read the rest of that body as its answer).
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    d.write_all(b"GET /bytes/16777216 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = String::from_utf8(read_head(&mut d).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(d);
+    for _ in 0..3 {
+        let mut e = TcpStream::connect(addr).await.unwrap();
+        e.write_all(get).await.unwrap();
+        let resp = read_response(&mut e).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 200") && resp.ends_with("hello"),
+            "{resp}"
+        );
+    }
 }
 
 /// Reads a response head, byte by byte, so nothing after it is consumed.

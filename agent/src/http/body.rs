@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::grpc::{self, Framer};
+use super::pool::Checkout;
 use crate::fault::bandwidth::TokenBucket;
 use crate::fault::http::{Arm, GrpcStream, StreamAction};
 use crate::metrics::RouteMetrics;
@@ -56,13 +57,15 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// Trailers only (a status that ends a gRPC stream with no body).
     Empty,
-    /// The upstream's body, untouched (gRPC statuses observed on the way).
+    /// The upstream's body, untouched (gRPC statuses observed on the way). `checkout`: the
+    /// pooled HTTP/1.1 connection it comes on, back to its pool when this body is dropped.
     Upstream {
         inner: Incoming,
         grpc: Option<GrpcStatusObserver>,
+        checkout: Option<Checkout>,
     },
-    /// The upstream's body under faults.
-    Faulted(Box<FaultedBody>),
+    /// The upstream's body under faults, and its connection's checkout as above.
+    Faulted(Box<FaultedBody>, Option<Checkout>),
 }
 
 impl ProxyBody {
@@ -82,7 +85,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Empty => Poll::Ready(None),
-            ProxyBody::Upstream { inner, grpc } => {
+            ProxyBody::Upstream { inner, grpc, .. } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 if let (Some(Ok(f)), Some(obs)) = (&frame, grpc.as_ref())
                     && let Some(t) = f.trailers_ref()
@@ -91,7 +94,7 @@ impl Body for ProxyBody {
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
-            ProxyBody::Faulted(f) => f.poll(cx),
+            ProxyBody::Faulted(f, _) => f.poll(cx),
         }
     }
 
@@ -100,7 +103,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Empty => true,
             ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
-            ProxyBody::Faulted(_) => false,
+            ProxyBody::Faulted(..) => false,
         }
     }
 
@@ -109,7 +112,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) | ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Upstream { inner, .. } => inner.size_hint(),
-            ProxyBody::Faulted(_) => SizeHint::default(),
+            ProxyBody::Faulted(..) => SizeHint::default(),
         }
     }
 }

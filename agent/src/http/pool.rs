@@ -2,9 +2,11 @@
 //! of that worker's client connections (as haproxy's `http-reuse` and Envoy's pools share them).
 //!
 //! A request takes a connection that is open, idle and going to the right address (the most
-//! recently returned first), starts its call on it and puts it straight back. The connection
-//! then counts as busy until hyper reports it ready again, that is once the previous response
-//! was read to its end; a busy connection is never handed out and never closed here.
+//! recently returned first) and holds it in a [`Checkout`] until the response body it got has
+//! ended or been dropped; the connection then goes back. A connection counts as busy until
+//! hyper reports it ready again (its response read to its end, its request body sent): one put
+//! back busy (a response that ended before its request body did) is never handed out, and
+//! never closed here. Most `take`s find a ready connection at the end of the list at once.
 //!
 //! Why share rather than give each client connection an upstream connection of its own: an
 //! idle keep-alive client then holds no upstream connection (the upstream sees as many
@@ -16,10 +18,12 @@
 //! them), so its lock is never contended.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+
+use super::HttpRoute;
 
 /// Idle connections kept beyond those with a request in flight.
 const KEEP_IDLE: usize = 256;
@@ -74,6 +78,30 @@ impl<B> H1Pool<B> {
             && let Some(i) = conns.iter().position(Upstream1::idle)
         {
             conns.swap_remove(i);
+        }
+    }
+}
+
+/// A connection taken from its worker's pool for one exchange; back in the pool when dropped,
+/// which the response body holding it does when it ends or is dropped.
+pub struct Checkout {
+    route: Arc<HttpRoute>,
+    conn: Option<Upstream1>,
+}
+
+impl Checkout {
+    pub fn new(route: Arc<HttpRoute>, conn: Upstream1) -> Self {
+        Checkout {
+            route,
+            conn: Some(conn),
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.route.h1.put(conn);
         }
     }
 }

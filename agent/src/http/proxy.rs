@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::HttpRoute;
 use super::body::{BoxError, FaultedBody, GrpcStatusObserver, InjectedReset, ProxyBody};
-use super::pool::Upstream1;
+use super::pool::{Checkout, Upstream1};
 use super::select::{self, BadHeader, Chosen, Terminal};
 use super::{grpc, headers, upgrade};
 use crate::route::{Protocol, RouteSnapshot, RouteState};
@@ -48,12 +48,13 @@ impl ConnState {
     }
 
     /// Sends an HTTP/1.1 request on an idle upstream connection of the worker's pool, or on a
-    /// new one; the connection goes back to the pool as soon as the call has started.
+    /// new one, which goes back to the pool when the returned [`Checkout`] is dropped: the
+    /// response body holds it.
     async fn send_h1(
         &self,
         snap: &RouteSnapshot,
         req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<(Response<Incoming>, Checkout), String> {
         let addr = snap
             .upstream
             .resolve(self.original)
@@ -68,8 +69,9 @@ impl ConnState {
             up.sender.ready().await.map_err(|e| e.to_string())?;
         }
         let call = up.sender.send_request(req);
-        self.route.h1.put(up);
-        call.await.map_err(|e| e.to_string())
+        let checkout = Checkout::new(self.route.clone(), up);
+        let resp = call.await.map_err(|e| e.to_string())?;
+        Ok((resp, checkout))
     }
 
     async fn connect_h1(&self, addr: SocketAddr) -> Result<Upstream1, String> {
@@ -147,13 +149,16 @@ pub async fn handle(
             .h2
             .request(Request::from_parts(parts, body))
             .await
+            .map(|r| (r, None))
             .map_err(|e| e.to_string())
     } else {
-        // HTTP/1.1: this client connection's own upstream connection, request target unchanged.
+        // HTTP/1.1: a pooled upstream connection, request target unchanged.
         parts.version = Version::HTTP_11;
-        conn.send_h1(&snap, Request::from_parts(parts, body)).await
+        conn.send_h1(&snap, Request::from_parts(parts, body))
+            .await
+            .map(|(r, checkout)| (r, Some(checkout)))
     };
-    let resp = match resp {
+    let (resp, checkout) = match resp {
         Ok(r) => r,
         Err(e) => {
             return Ok(upstream_failed(
@@ -195,17 +200,21 @@ pub async fn handle(
             injected: true,
             ..o
         });
-        ProxyBody::Faulted(Box::new(FaultedBody::new(
-            body,
-            observer,
-            chosen.throttle,
-            chosen.reset_after,
-            chosen.stream.clone(),
-        )))
+        ProxyBody::Faulted(
+            Box::new(FaultedBody::new(
+                body,
+                observer,
+                chosen.throttle,
+                chosen.reset_after,
+                chosen.stream.clone(),
+            )),
+            checkout,
+        )
     } else {
         ProxyBody::Upstream {
             inner: body,
             grpc: observer,
+            checkout,
         }
     };
     Ok(Response::from_parts(parts, body))

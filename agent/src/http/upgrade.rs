@@ -48,6 +48,7 @@ pub async fn forward(
         ProxyBody::Upstream {
             inner: body,
             grpc: None,
+            checkout: None,
         },
     ))
 }
