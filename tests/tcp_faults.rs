@@ -412,6 +412,33 @@ async fn toxicity_applies_a_fault_to_that_share_of_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_the_server_closes_behind_arrives_whole_and_at_once() {
+    // The agent sends bytes with the server's FIN behind them with MSG_MORE, for the FIN to
+    // carry (tcp/fast.rs). Were nothing to push them, the kernel would hold them 200 ms.
+    let agent = support::agent().await;
+    let addr = agent.route("answer", servers::source(1000).await);
+    for client_done_first in [false, true] {
+        let mut took = Vec::new();
+        for _ in 0..20 {
+            let mut s = connect(addr).await;
+            let t = Instant::now();
+            if client_done_first {
+                s.shutdown().await.unwrap();
+            }
+            let (data, end) = read_all(&mut s).await;
+            took.push(t.elapsed());
+            end.expect("a clean end of stream");
+            assert_eq!(data, pattern(1000));
+        }
+        took.sort();
+        assert!(
+            took[took.len() / 2] < Duration::from_millis(100),
+            "client_done_first={client_done_first}: {took:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_closes_the_client_cleanly_and_is_counted() {
     let agent = support::agent().await;
     let addr = agent.route("nowhere", servers::closed_port().await);

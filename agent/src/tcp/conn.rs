@@ -258,22 +258,14 @@ where
         let [up, down] = &mut *this.fast;
         let m = this.metrics;
         // The flow that ends last leaves its FIN to the close that follows (see `poll_copy`).
-        if let Poll::Ready(Err(e)) = up.poll_copy(
-            cx,
-            Pin::new(&mut *this.client),
-            Pin::new(&mut *this.upstream),
-            m,
-            down.done,
-        ) {
+        if let Poll::Ready(Err(e)) =
+            up.poll_copy(cx, &mut *this.client, &mut *this.upstream, m, down.done)
+        {
             return Poll::Ready(Relayed::Failed(e));
         }
-        if let Poll::Ready(Err(e)) = down.poll_copy(
-            cx,
-            Pin::new(&mut *this.upstream),
-            Pin::new(&mut *this.client),
-            m,
-            up.done,
-        ) {
+        if let Poll::Ready(Err(e)) =
+            down.poll_copy(cx, &mut *this.upstream, &mut *this.client, m, up.done)
+        {
             return Poll::Ready(Relayed::Failed(e));
         }
         if up.done && down.done {
