@@ -210,145 +210,10 @@ impl InjectConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let invalid = |field: &str, message: String| InjectConfigError::Invalid {
+        validate(raw).map_err(|(field, message)| InjectConfigError::Invalid {
             path: path.to_owned(),
-            field: field.to_owned(),
+            field,
             message,
-        };
-        if raw.image.trim().is_empty() {
-            return Err(invalid("image", "must name the agent's image".into()));
-        }
-        if !matches!(
-            raw.image_pull_policy.as_str(),
-            "Always" | "IfNotPresent" | "Never"
-        ) {
-            return Err(invalid(
-                "imagePullPolicy",
-                format!(
-                    "{:?} is not one of Always, IfNotPresent, Never",
-                    raw.image_pull_policy
-                ),
-            ));
-        }
-        let addr = |field: &str, value: &str| -> Result<SocketAddr, InjectConfigError> {
-            value
-                .parse()
-                .map_err(|_| invalid(field, format!("{value:?} is not IP:PORT")))
-        };
-        let admin = addr("adminListen", &raw.admin_listen)?;
-        // The agent refuses a non-loopback admin API without --admin-token-file; nothing here
-        // would give it one, so every injected agent would fail to start.
-        if !admin.ip().is_loopback() {
-            return Err(invalid(
-                "adminListen",
-                format!(
-                    "{admin} is not a loopback address: the agent would refuse to start without \
-                     an admin token; keep the admin API on 127.0.0.1 (the kubelet and Prometheus \
-                     use healthListen)"
-                ),
-            ));
-        }
-        let health = addr("healthListen", &raw.health_listen)?;
-        let capture: Capture = raw.capture.parse().map_err(|e| invalid("capture", e))?;
-        let ports = [
-            ("ports.outbound", raw.ports.outbound),
-            ("ports.inbound", raw.ports.inbound),
-            ("adminListen", admin.port()),
-            ("healthListen", health.port()),
-        ];
-        for (i, (field, port)) in ports.iter().enumerate() {
-            if *port == 0 {
-                return Err(invalid(field, "must be a port from 1 to 65535".into()));
-            }
-            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
-                return Err(invalid(
-                    field,
-                    format!("{port} is already the port of {other}"),
-                ));
-            }
-        }
-        if raw.uid == 0 {
-            return Err(invalid(
-                "uid",
-                "must not be 0: the agent runs as a non-root user, exempt from capture".into(),
-            ));
-        }
-        for (field, list) in [
-            ("excludeInboundPorts", &raw.exclude_inbound_ports),
-            ("excludeOutboundPorts", &raw.exclude_outbound_ports),
-        ] {
-            if list.contains(&0) {
-                return Err(invalid(field, "0 is not a port".into()));
-            }
-        }
-        let exclude_outbound_cidrs = raw
-            .exclude_outbound_cidrs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.parse()
-                    .map_err(|e| invalid(&format!("excludeOutboundCidrs[{i}]"), e))
-            })
-            .collect::<Result<Vec<Cidr>, _>>()?;
-        let agent_resources =
-            resources("resources", &raw.resources).map_err(|(f, m)| invalid(&f, m))?;
-        let init_resources =
-            resources("initResources", &raw.init_resources).map_err(|(f, m)| invalid(&f, m))?;
-        let tls = match raw.tls {
-            None => None,
-            Some(t) => {
-                if !dns_label(&t.secret_name, 253) {
-                    return Err(invalid(
-                        "tls.secretName",
-                        format!("{:?} is not a Secret name", t.secret_name),
-                    ));
-                }
-                if !t.mount_path.starts_with('/') {
-                    return Err(invalid(
-                        "tls.mountPath",
-                        format!("{:?} is not an absolute path", t.mount_path),
-                    ));
-                }
-                Some(AgentTls {
-                    secret_name: t.secret_name,
-                    mount_path: t.mount_path,
-                })
-            }
-        };
-        for (i, e) in raw.env.iter().enumerate() {
-            let name = e.get("name").and_then(|n| n.as_str()).unwrap_or_default();
-            if name.is_empty() {
-                return Err(invalid(
-                    &format!("env[{i}].name"),
-                    "every entry needs a name".into(),
-                ));
-            }
-            if env::is_reserved(name) {
-                return Err(invalid(
-                    &format!("env[{i}].name"),
-                    format!("{name} is set by the webhook for each pod; leave it out"),
-                ));
-            }
-        }
-        Ok(InjectConfig {
-            image: raw.image,
-            pull_policy: raw.image_pull_policy,
-            admin,
-            health,
-            capture,
-            outbound_port: raw.ports.outbound,
-            inbound_port: raw.ports.inbound,
-            uid: raw.uid,
-            mark: NonZeroU32::new(raw.mark),
-            exclude_inbound_ports: raw.exclude_inbound_ports,
-            exclude_outbound_ports: raw.exclude_outbound_ports,
-            exclude_outbound_cidrs,
-            resources: agent_resources,
-            init_resources,
-            tls,
-            env: raw.env,
-            native_sidecar: raw.native_sidecar,
-            ipv6: raw.ipv6,
         })
     }
 
@@ -363,8 +228,168 @@ impl InjectConfig {
     }
 }
 
+/// A field at fault and what is wrong with it.
+type Bad = (String, String);
+
+fn bad(field: &str, message: impl Into<String>) -> Bad {
+    (field.to_owned(), message.into())
+}
+
+/// The inject config from its raw form, each check in its own function below.
+fn validate(raw: Raw) -> Result<InjectConfig, Bad> {
+    check_image(&raw)?;
+    let (admin, health) = listeners(&raw)?;
+    let capture: Capture = raw.capture.parse().map_err(|e| bad("capture", e))?;
+    check_ports(&raw, admin, health)?;
+    let exclude_outbound_cidrs = raw
+        .exclude_outbound_cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.parse()
+                .map_err(|e| bad(&format!("excludeOutboundCidrs[{i}]"), e))
+        })
+        .collect::<Result<Vec<Cidr>, _>>()?;
+    let agent_resources = resources("resources", &raw.resources)?;
+    let init_resources = resources("initResources", &raw.init_resources)?;
+    let tls = raw.tls.map(agent_tls).transpose()?;
+    check_env(&raw.env)?;
+    Ok(InjectConfig {
+        image: raw.image,
+        pull_policy: raw.image_pull_policy,
+        admin,
+        health,
+        capture,
+        outbound_port: raw.ports.outbound,
+        inbound_port: raw.ports.inbound,
+        uid: raw.uid,
+        mark: NonZeroU32::new(raw.mark),
+        exclude_inbound_ports: raw.exclude_inbound_ports,
+        exclude_outbound_ports: raw.exclude_outbound_ports,
+        exclude_outbound_cidrs,
+        resources: agent_resources,
+        init_resources,
+        tls,
+        env: raw.env,
+        native_sidecar: raw.native_sidecar,
+        ipv6: raw.ipv6,
+    })
+}
+
+fn check_image(raw: &Raw) -> Result<(), Bad> {
+    if raw.image.trim().is_empty() {
+        return Err(bad("image", "must name the agent's image"));
+    }
+    if !matches!(
+        raw.image_pull_policy.as_str(),
+        "Always" | "IfNotPresent" | "Never"
+    ) {
+        return Err(bad(
+            "imagePullPolicy",
+            format!(
+                "{:?} is not one of Always, IfNotPresent, Never",
+                raw.image_pull_policy
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The admin and health listeners.
+fn listeners(raw: &Raw) -> Result<(SocketAddr, SocketAddr), Bad> {
+    let addr = |field: &str, value: &str| -> Result<SocketAddr, Bad> {
+        value
+            .parse()
+            .map_err(|_| bad(field, format!("{value:?} is not IP:PORT")))
+    };
+    let admin = addr("adminListen", &raw.admin_listen)?;
+    // The agent refuses a non-loopback admin API without --admin-token-file; nothing here
+    // would give it one, so every injected agent would fail to start.
+    if !admin.ip().is_loopback() {
+        return Err(bad(
+            "adminListen",
+            format!(
+                "{admin} is not a loopback address: the agent would refuse to start without \
+                 an admin token; keep the admin API on 127.0.0.1 (the kubelet and Prometheus \
+                 use healthListen)"
+            ),
+        ));
+    }
+    Ok((admin, addr("healthListen", &raw.health_listen)?))
+}
+
+/// The agent's four ports are ports and distinct; the agent's user is not root; excluded
+/// ports are ports.
+fn check_ports(raw: &Raw, admin: SocketAddr, health: SocketAddr) -> Result<(), Bad> {
+    let ports = [
+        ("ports.outbound", raw.ports.outbound),
+        ("ports.inbound", raw.ports.inbound),
+        ("adminListen", admin.port()),
+        ("healthListen", health.port()),
+    ];
+    for (i, (field, port)) in ports.iter().enumerate() {
+        if *port == 0 {
+            return Err(bad(field, "must be a port from 1 to 65535"));
+        }
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+            return Err(bad(field, format!("{port} is already the port of {other}")));
+        }
+    }
+    if raw.uid == 0 {
+        return Err(bad(
+            "uid",
+            "must not be 0: the agent runs as a non-root user, exempt from capture",
+        ));
+    }
+    for (field, list) in [
+        ("excludeInboundPorts", &raw.exclude_inbound_ports),
+        ("excludeOutboundPorts", &raw.exclude_outbound_ports),
+    ] {
+        if list.contains(&0) {
+            return Err(bad(field, "0 is not a port"));
+        }
+    }
+    Ok(())
+}
+
+fn agent_tls(t: RawTls) -> Result<AgentTls, Bad> {
+    if !dns_label(&t.secret_name, 253) {
+        return Err(bad(
+            "tls.secretName",
+            format!("{:?} is not a Secret name", t.secret_name),
+        ));
+    }
+    if !t.mount_path.starts_with('/') {
+        return Err(bad(
+            "tls.mountPath",
+            format!("{:?} is not an absolute path", t.mount_path),
+        ));
+    }
+    Ok(AgentTls {
+        secret_name: t.secret_name,
+        mount_path: t.mount_path,
+    })
+}
+
+/// Every entry is named, and none sets a variable the webhook sets per pod.
+fn check_env(entries: &[serde_json::Value]) -> Result<(), Bad> {
+    for (i, e) in entries.iter().enumerate() {
+        let name = e.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+        if name.is_empty() {
+            return Err(bad(&format!("env[{i}].name"), "every entry needs a name"));
+        }
+        if env::is_reserved(name) {
+            return Err(bad(
+                &format!("env[{i}].name"),
+                format!("{name} is set by the webhook for each pod; leave it out"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A section's `requests`/`limits` (`cpu`, `memory`) as [`Resources`]; errors are (field, message).
-fn resources(section: &str, raw: &RawResources) -> Result<Resources, (String, String)> {
+fn resources(section: &str, raw: &RawResources) -> Result<Resources, Bad> {
     let mut out = Resources::default();
     for (kind, map) in [("requests", &raw.requests), ("limits", &raw.limits)] {
         for (name, value) in map {
