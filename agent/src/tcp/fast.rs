@@ -143,8 +143,10 @@ impl FastCopy {
 }
 
 /// Whether `s` has seen its peer's FIN (`EPOLLRDHUP` reported with its readable data): after a
-/// read that did not fill the buffer, the next read returns end of stream. An atomic load of
-/// the readiness Tokio already has; no system call.
+/// read that did not fill the buffer, the next read returns end of stream. No system call: a
+/// load of the readiness Tokio already has when the FIN is there; otherwise (the short read
+/// cleared the readiness) the poll registers a waiter, which dropping the future removes, a
+/// lock each, hence the few `LOOKS`.
 fn read_closed(s: &TcpStream, cx: &mut Context<'_>) -> bool {
     let ready = std::pin::pin!(s.ready(Interest::READABLE));
     matches!(ready.poll(cx), Poll::Ready(Ok(r)) if r.is_read_closed())
