@@ -49,6 +49,8 @@ pub struct HttpRoute {
 }
 
 impl HttpRoute {
+    /// Must be called inside the worker's Tokio runtime: it spawns the HTTP/1.1 pool's sweep
+    /// there ([`pool::sweep`]), which ends when the route is dropped.
     pub fn new(
         protocol: Protocol,
         connect_timeout: Duration,
@@ -63,13 +65,16 @@ impl HttpRoute {
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Arc::new(HttpRoute {
+        let route = Arc::new(HttpRoute {
             protocol,
             h2,
             connect_timeout,
             epoch,
             mark,
             h1: pool::H1Pool::default(),
-        })
+        });
+        // On the worker that serves the route (this is called there), like its connections.
+        tokio::spawn(pool::sweep(Arc::downgrade(&route)));
+        route
     }
 }
