@@ -4,12 +4,28 @@
 use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-use x509_parser::prelude::GeneralName;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::ConfigError;
 
-/// The URI SAN prefix of an agent certificate, before its NAME.
-const AGENT_URI_PREFIX: &str = "spiffe://faultline/agent/";
+/// The URI SAN prefix of every faultline certificate: `spiffe://faultline/ROLE/NAME`.
+pub const SPIFFE_PREFIX: &str = "spiffe://faultline/";
+
+/// The first URI SAN of a DER certificate that `f` accepts, as `f` maps it; `None` when there
+/// is none or the certificate cannot be parsed. The agent reads its own name with it, the
+/// controller a peer's role and name.
+pub fn find_uri_san<T>(der: &[u8], f: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+        .find_map(f)
+}
 
 /// The PEM files of the controller connection's TLS.
 #[derive(Clone)]
@@ -62,14 +78,11 @@ impl ClientTls {
     pub fn agent_name(&self) -> Option<String> {
         let (cert, _) = self.identity.as_ref()?;
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert).ok()?;
-        let cert = pem.parse_x509().ok()?;
-        let san = cert.subject_alternative_name().ok()??;
-        san.value.general_names.iter().find_map(|n| match n {
-            GeneralName::URI(uri) => uri
-                .strip_prefix(AGENT_URI_PREFIX)
+        find_uri_san(&pem.contents, |uri| {
+            uri.strip_prefix(SPIFFE_PREFIX)?
+                .strip_prefix("agent/")
                 .filter(|name| !name.is_empty() && !name.contains('/'))
-                .map(str::to_owned),
-            _ => None,
+                .map(str::to_owned)
         })
     }
 

@@ -8,10 +8,9 @@
 
 use std::fmt;
 
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-
-/// The URI SAN prefix of every faultline certificate.
-pub const SPIFFE_PREFIX: &str = "spiffe://faultline/";
+/// The URI SAN prefix of every faultline certificate (the agent reads its own name with it).
+pub use faultline_agent::config::tls::SPIFFE_PREFIX;
+use faultline_agent::config::tls::find_uri_san;
 
 /// What a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,12 +110,7 @@ impl Principal {
 /// The role and name of a DER certificate: its first `spiffe://faultline/ROLE/NAME` URI SAN.
 /// `None` when it has none (or it cannot be parsed).
 pub fn certificate_identity(der: &[u8]) -> Option<(Role, String)> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::URI(uri) => parse_uri(uri),
-        _ => None,
-    })
+    find_uri_san(der, parse_uri)
 }
 
 fn parse_uri(uri: &str) -> Option<(Role, String)> {

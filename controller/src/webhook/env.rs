@@ -74,9 +74,12 @@ pub fn agent_env(config: &InjectConfig, labels: &[&str], options: &Options) -> V
         env.push(json!({"name": LABELS, "value": composed.join(",")}));
     }
     env.push(json!({"name": ADMIN, "value": config.admin.to_string()}));
-    let any = |port: u16| match options.ipv6 {
-        true => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-        false => SocketAddr::from(([0, 0, 0, 0], port)),
+    let any = |port: u16| {
+        if options.ipv6 {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], port))
+        }
     };
     let health = match config.health {
         SocketAddr::V4(a) if a.ip().is_unspecified() => any(a.port()),
