@@ -3,7 +3,8 @@
 //!
 //! - [`args`]: the command line (clap), each flag with its environment variable.
 //! - [`file`]: the config file (YAML, JSON, or Toxiproxy's JSON list of proxies).
-//! - [`tls`]: TLS towards the controller (`--tls-ca`, `--tls-cert`, `--tls-key`).
+//! - [`tls`]: TLS towards the controller (`--tls-ca`, `--tls-cert`, `--tls-key`), and the
+//!   faultline URI SAN of a certificate (the agent's own name; the controller reads peers').
 
 pub mod args;
 pub mod file;

@@ -1,5 +1,6 @@
 //! TLS towards the controller: the CA that signed the controller's certificate (`--tls-ca`)
-//! and the agent's own certificate and key (`--tls-cert`, `--tls-key`), read once at start.
+//! and the agent's own certificate and key (`--tls-cert`, `--tls-key`), read once at start;
+//! and [`find_uri_san`], the one reader of faultline's `spiffe://faultline/ROLE/NAME` URI SANs.
 
 use std::path::Path;
 
