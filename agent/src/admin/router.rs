@@ -87,6 +87,7 @@ async fn route(
                     .map(|(name, m)| (name.to_owned(), m)),
             );
             let routes = table.list();
+            let loads = table.worker_loads();
             let views: Vec<crate::metrics::RouteMetricsView<'_>> = metrics
                 .iter()
                 .map(|(name, m)| crate::metrics::RouteMetricsView {
@@ -102,6 +103,7 @@ async fn route(
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    workers: loads.iter().find(|(n, _)| n == name).map(|(_, w)| w),
                 })
                 .collect();
             let text = crate::metrics::render(&views);

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
 use super::original_dst::original_dst;
 use crate::http::{self, HttpRoute};
 use crate::route::{CaptureDirection, CapturedRoutes, Protocol, RouteTable};
+use crate::tcp::accept::Incoming;
 use crate::tcp::conn::{self, ConnSettings};
 use crate::tcp::{Accepting, DataPlane, Listeners};
 
@@ -70,14 +71,16 @@ pub fn serve(
 }
 
 async fn accept(
-    listener: TcpListener,
+    incoming: Incoming,
     capture: Arc<Capture>,
     stop: CancellationToken,
     plane: DataPlane,
 ) {
     let what = format!("capture:{}", capture.direction);
-    crate::tcp::accept::each(&listener, &stop, &what, |sock, peer| {
-        plane.tracker.spawn(handle(sock, peer, capture.clone()));
+    crate::tcp::accept::each(incoming, &stop, &what, |sock, peer, seat| {
+        plane
+            .tracker
+            .spawn(seat.hold(handle(sock, peer, capture.clone())));
     })
     .await;
 }

@@ -24,6 +24,8 @@ pub struct RouteMetricsView<'a> {
     pub route: &'a str,
     pub metrics: &'a RouteMetrics,
     pub faults: Vec<(&'a str, &'a FaultCounters)>,
+    /// Open connections per worker thread, while the route listens.
+    pub workers: Option<&'a crate::tcp::balance::WorkerLoad>,
 }
 
 /// Renders the counters of every route in the Prometheus text exposition format.
@@ -31,6 +33,7 @@ pub fn render(routes: &[RouteMetricsView<'_>]) -> String {
     let mut out = String::with_capacity(4096);
     connection_families(&mut out, routes);
     fault_family(&mut out, routes);
+    worker_families(&mut out, routes);
     // One snapshot per route, so all its families agree.
     let http: Vec<(&str, SliSnapshot, &RouteMetrics)> = routes
         .iter()
@@ -51,6 +54,34 @@ pub fn render(routes: &[RouteMetricsView<'_>]) -> String {
         .collect();
     cohort_families(&mut out, &arms);
     out
+}
+
+/// How a route's connections are spread over the worker threads (see `tcp::balance`).
+fn worker_families(o: &mut String, routes: &[RouteMetricsView<'_>]) {
+    let name = "faultline_route_worker_connections";
+    header(
+        o,
+        name,
+        "gauge",
+        "Client connections open now, per worker thread of the route's listener.",
+    );
+    for v in routes {
+        for (i, n) in v.workers.iter().flat_map(|w| w.open.iter().enumerate()) {
+            line(o, name, v.route, &[("worker", &i.to_string())], *n as u64);
+        }
+    }
+
+    let name = "faultline_route_connections_handed_over_total";
+    header(
+        o,
+        name,
+        "counter",
+        "Long-lived client connections a worker thread handed to a less loaded one.",
+    );
+    for v in routes.iter().filter(|v| v.workers.is_some()) {
+        let n = v.workers.map_or(0, |w| w.handed_over);
+        line(o, name, v.route, &[], n);
+    }
 }
 
 fn connection_families(o: &mut String, routes: &[RouteMetricsView<'_>]) {

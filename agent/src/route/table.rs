@@ -422,6 +422,16 @@ impl RouteTable {
             .ok_or_else(|| RouteError::RouteNotFound(name.into()))
     }
 
+    /// Each listening route's open connections per worker thread and hand-overs between them.
+    pub fn worker_loads(&self) -> Vec<(String, crate::tcp::balance::WorkerLoad)> {
+        let inner = self.lock();
+        inner
+            .routes
+            .iter()
+            .filter_map(|(n, e)| Some((n.clone(), e.accept.as_ref()?.workers())))
+            .collect()
+    }
+
     pub fn metrics(&self) -> Vec<(String, Arc<RouteMetrics>)> {
         let inner = self.lock();
         inner

@@ -9,10 +9,13 @@
 //! - [`fast`]: the fast path: a cancel-safe copy loop with adaptive buffers, used while no
 //!   fault touches the connection.
 //! - [`workers`]: the worker threads (one current-thread runtime each, `SO_REUSEPORT`).
+//! - [`balance`]: open connections per worker for each listener group; a worker that holds
+//!   more than the least loaded one hands new connections over.
 //! - [`faulted`]: the faulted path: a reader and a writer per flow with a bounded queue between
 //!   them, where latency, bandwidth, slicing, timeouts, limits and resets are applied.
 
 pub mod accept;
+pub mod balance;
 pub mod conn;
 pub mod connect;
 pub mod fast;
@@ -112,32 +115,46 @@ impl DataPlane {
         })
     }
 
-    /// Runs `accept(listener, stop, plane)` on every worker, one listening socket each.
+    /// Runs `accept(incoming, stop, plane)` on every worker, one listening socket each, sharing
+    /// one [`Balance`](balance::Balance) between them.
     pub fn spawn_accept<F, Fut>(&self, listeners: Listeners, accept: F) -> Accepting
     where
-        F: Fn(tokio::net::TcpListener, CancellationToken, DataPlane) -> Fut
-            + Clone
-            + Send
-            + 'static,
+        F: Fn(accept::Incoming, CancellationToken, DataPlane) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let stop = self.drain.child_token();
+        let (balance, inboxes) = balance::Balance::new(listeners.sockets.len());
         let tasks = listeners
             .sockets
             .into_iter()
+            .zip(inboxes)
             .zip(self.workers.handles())
-            .map(|(socket, handle)| {
+            .enumerate()
+            .map(|(worker, ((socket, inbox), handle))| {
                 let (stop, plane, accept) = (stop.clone(), self.clone(), accept.clone());
+                let balance = balance.clone();
                 handle.spawn(async move {
                     // Registered with the worker's reactor, inside the worker.
                     match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => accept(l, stop, plane).await,
+                        Ok(listener) => {
+                            let incoming = accept::Incoming {
+                                listener,
+                                inbox,
+                                balance,
+                                worker,
+                            };
+                            accept(incoming, stop, plane).await
+                        }
                         Err(e) => tracing::error!(error = %e, "cannot register a listener"),
                     }
                 })
             })
             .collect();
-        Accepting { stop, tasks }
+        Accepting {
+            stop,
+            tasks,
+            balance,
+        }
     }
 }
 
@@ -159,9 +176,18 @@ impl Listeners {
 pub struct Accepting {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    balance: Arc<balance::Balance>,
 }
 
 impl Accepting {
+    /// Open connections per worker, and how many were handed from one worker to another.
+    pub fn workers(&self) -> balance::WorkerLoad {
+        balance::WorkerLoad {
+            open: self.balance.loads(),
+            handed_over: self.balance.moved(),
+        }
+    }
+
     /// Asks the tasks to stop; the listening sockets are closed when the returned handles
     /// complete.
     pub fn close(self) -> Vec<tokio::task::JoinHandle<()>> {

@@ -9,6 +9,7 @@ fn view<'a>(route: &'a str, metrics: &'a RouteMetrics) -> RouteMetricsView<'a> {
         route,
         metrics,
         faults: Vec::new(),
+        workers: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn fault_counters_render_by_outcome() {
         route: "api",
         metrics: &m,
         faults: vec![("slow", &slow), ("broken", &broken)],
+        workers: None,
     }];
     let text = render(&routes);
     let family: Vec<&str> = text
@@ -98,6 +100,7 @@ fn label_values_are_escaped() {
         route: "a\"b\\c\nd",
         metrics: &m,
         faults: vec![("say \"hi\"\n", &c)],
+        workers: None,
     }];
     let text = render(&routes);
     assert!(text.contains("faultline_route_connections_total{route=\"a\\\"b\\\\c\\nd\"} 0\n"));
@@ -258,4 +261,25 @@ fn cohort_arms_have_their_own_families_once_they_count() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_listening_route_shows_its_connections_per_worker_and_hand_overs() {
+    let m = RouteMetrics::default();
+    let w = crate::tcp::balance::WorkerLoad {
+        open: vec![3, 2],
+        handed_over: 7,
+    };
+    let routes = [RouteMetricsView {
+        workers: Some(&w),
+        ..view("api", &m)
+    }];
+    let text = render(&routes);
+    assert!(text.contains("faultline_route_worker_connections{route=\"api\",worker=\"0\"} 3\n"));
+    assert!(text.contains("faultline_route_worker_connections{route=\"api\",worker=\"1\"} 2\n"));
+    assert!(text.contains("faultline_route_connections_handed_over_total{route=\"api\"} 7\n"));
+    // A route whose listener is closed shows neither.
+    let text = render(&[view("api", &m)]);
+    assert!(!text.contains("faultline_route_worker_connections{"));
+    assert!(!text.contains("faultline_route_connections_handed_over_total{"));
 }
