@@ -460,6 +460,42 @@ async fn an_unreachable_upstream_closes_the_client_cleanly_and_is_counted() {
     );
 }
 
+/// No fault: small chunks pass through the worker's scratch buffer, and whatever a stalled
+/// reader does not take at once waits in the flow's own buffer; 8 MiB arrive intact and in
+/// order, the reader starting only once 1 MiB is on its way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_chunks_to_a_stalled_reader_pass_the_fast_path_byte_identical() {
+    let agent = support::agent().await;
+    let addr = agent.route("plain", servers::echo().await);
+    let len = 8 * 1024 * 1024;
+    let data = pattern(len);
+    let s = connect(addr).await;
+    let (mut r, mut w) = s.into_split();
+    let sent = data.clone();
+    let (started, go) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let mut started = Some(started);
+        for (i, chunk) in sent.chunks(1000).enumerate() {
+            w.write_all(chunk).await.unwrap();
+            if i == 1024
+                && let Some(tx) = started.take()
+            {
+                let _ = tx.send(());
+            }
+            if i % 8 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        w.shutdown().await.unwrap();
+    });
+    go.await.unwrap();
+    let mut got = Vec::with_capacity(len);
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(got.len(), len);
+    assert!(got == data, "bytes differ");
+}
+
 /// 64 MiB through latency, a high bandwidth limit and a slicer, both ways, arrives intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_mib_pass_byte_identical_through_stacked_faults() {

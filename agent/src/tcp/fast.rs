@@ -2,9 +2,15 @@
 //!
 //! [`FastCopy`] keeps its buffer and position in itself rather than in a future, so the copy can
 //! be interrupted at any await point (a new snapshot arrived) and resumed or handed over to the
-//! faulted path without losing a byte. The buffer starts small (4 KiB, so thousands of idle
-//! keep-alive connections stay cheap) and doubles up to 256 KiB while reads keep filling it (a
-//! bulk stream then moves in few, large system calls).
+//! faulted path without losing a byte.
+//!
+//! A flow owns no buffer while what it reads is written on at once, as small request/response
+//! traffic on loopback is: it reads into its worker thread's scratch buffer and writes from
+//! there, and nothing is left in the scratch when the poll returns. Only bytes the destination
+//! does not take at once are copied into a buffer of the flow's own (4 KiB), and a read that
+//! fills the scratch starts one that doubles up to 256 KiB while reads keep filling it (a bulk
+//! stream then moves in few, large system calls). So thousands of idle keep-alive connections
+//! hold no buffers, and busy ones share a scratch buffer that stays in cache.
 //!
 //! When the source has already sent its FIN behind the bytes just read (the event loop saw
 //! `EPOLLRDHUP` with them), those bytes go out with `MSG_MORE` and the FIN that follows a moment
@@ -13,6 +19,7 @@
 //! this way. Only the first few reads of a flow look: on a live connection the check would
 //! find the readiness cleared by the short read and register a waiter (a lock) every chunk.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,6 +33,11 @@ use crate::metrics::RouteMetrics;
 
 const INITIAL: usize = 4 * 1024;
 const MAX: usize = 256 * 1024;
+
+thread_local! {
+    /// The worker thread's read buffer for flows that own none (see the module comment).
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; INITIAL].into_boxed_slice());
+}
 
 pub struct FastCopy {
     flow: Flow,
@@ -95,21 +107,27 @@ impl FastCopy {
         }
         loop {
             if self.pos == self.cap && !self.eof {
-                if self.buf.is_empty() {
-                    self.buf = vec![0; INITIAL].into_boxed_slice();
+                // A buffer of the flow's own that only held a stalled remainder goes back; a
+                // bulk stream's (grown) buffer stays.
+                if self.buf.len() == INITIAL {
+                    self.buf = Box::default();
                 }
-                let mut rb = ReadBuf::new(&mut self.buf);
-                ready!(Pin::new(&mut *r).poll_read(cx, &mut rb))?;
-                let n = rb.filled().len();
-                if n == 0 {
-                    self.eof = true;
+                if self.buf.is_empty() {
+                    ready!(SCRATCH.with_borrow_mut(|s| self.poll_through(cx, r, w, m, s)))?;
                 } else {
-                    self.pos = 0;
-                    self.cap = n;
-                    self.fin_behind = self.looks > 0 && n < self.buf.len() && {
-                        self.looks -= 1;
-                        read_closed(r, cx)
-                    };
+                    let mut rb = ReadBuf::new(&mut self.buf);
+                    ready!(Pin::new(&mut *r).poll_read(cx, &mut rb))?;
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        self.eof = true;
+                    } else {
+                        self.pos = 0;
+                        self.cap = n;
+                        self.fin_behind = self.looks > 0 && n < self.buf.len() && {
+                            self.looks -= 1;
+                            read_closed(r, cx)
+                        };
+                    }
                 }
             }
             while self.pos < self.cap {
@@ -133,12 +151,66 @@ impl FastCopy {
                 return Poll::Ready(Ok(()));
             }
             // A read that filled the whole buffer suggests a bulk stream: grow.
-            if self.cap == self.buf.len() && self.buf.len() < MAX {
+            if !self.buf.is_empty() && self.cap == self.buf.len() && self.buf.len() < MAX {
                 self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
                 self.pos = 0;
                 self.cap = 0;
             }
         }
+    }
+}
+
+impl FastCopy {
+    /// Reads into `scratch` and writes on at once. What the destination does not take, and a
+    /// read that filled `scratch` (a bulk stream starting), moves into a buffer of the flow's
+    /// own; nothing stays in `scratch` once this returns.
+    fn poll_through(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut TcpStream,
+        w: &mut TcpStream,
+        m: &RouteMetrics,
+        scratch: &mut [u8],
+    ) -> Poll<io::Result<()>> {
+        let mut rb = ReadBuf::new(scratch);
+        ready!(Pin::new(&mut *r).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            self.eof = true;
+            return Poll::Ready(Ok(()));
+        }
+        let full = n == scratch.len();
+        let fin_behind = self.looks > 0 && !full && {
+            self.looks -= 1;
+            read_closed(r, cx)
+        };
+        let mut sent = 0;
+        while sent < n {
+            let chunk = &scratch[sent..n];
+            let p = if fin_behind {
+                poll_send_more(w, cx, chunk)
+            } else {
+                Pin::new(&mut *w).poll_write(cx, chunk)
+            };
+            match p {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(k)) => {
+                    sent += k;
+                    m.add_bytes(self.flow, k);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        if sent < n || full {
+            let mut own = vec![0; if full { 2 * INITIAL } else { INITIAL }].into_boxed_slice();
+            own[..n - sent].copy_from_slice(&scratch[sent..n]);
+            self.buf = own;
+            self.pos = 0;
+            self.cap = n - sent;
+            self.fin_behind = fin_behind;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -164,5 +236,71 @@ fn poll_send_more(s: &TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::R
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             r => return Poll::Ready(r),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// A small read the destination cannot take moves into a 4 KiB buffer of the flow's own,
+    /// goes out once the destination drains, and the buffer is given back afterwards.
+    #[tokio::test]
+    async fn what_a_stalled_destination_does_not_take_waits_in_the_flows_own_buffer() {
+        let m = RouteMetrics::default();
+        let (mut src_w, mut src_r) = pair().await;
+        let (mut dst_w, mut dst_r) = pair().await;
+        // Fill the destination until it takes nothing more.
+        let mut filled = 0usize;
+        loop {
+            match dst_w.try_write(&[7u8; 65536]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        src_w.write_all(&[1u8; 1000]).await.unwrap();
+        src_r.readable().await.unwrap();
+
+        let mut copy = FastCopy::new(Flow::Upstream);
+        let first =
+            poll_fn(|cx| Poll::Ready(copy.poll_copy(cx, &mut src_r, &mut dst_w, &m, false))).await;
+        assert!(first.is_pending());
+        assert_eq!(
+            copy.buf.len(),
+            INITIAL,
+            "the remainder has a buffer of its own"
+        );
+        assert_eq!(copy.cap - copy.pos, 1000);
+
+        // The destination drains; the rest follows, then a second small chunk and the FIN.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            dst_r.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        src_w.write_all(&[2u8; 500]).await.unwrap();
+        src_w.shutdown().await.unwrap();
+        poll_fn(|cx| copy.poll_copy(cx, &mut src_r, &mut dst_w, &m, false))
+            .await
+            .unwrap();
+        assert!(copy.buf.is_empty(), "given back once drained");
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), filled + 1500);
+        assert!(got[..filled].iter().all(|&b| b == 7));
+        assert!(got[filled..filled + 1000].iter().all(|&b| b == 1));
+        assert!(got[filled + 1000..].iter().all(|&b| b == 2));
     }
 }
