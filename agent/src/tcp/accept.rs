@@ -105,26 +105,15 @@ pub async fn each(
                     continue;
                 }
                 // Off this worker's reactor, onto the other's (in `adopt`, over there).
-                let sock = match sock.into_std() {
-                    Ok(s) => s,
+                match sock.into_std() {
+                    Ok(sock) => {
+                        if let Err(back) = balance.hand_over(me, to, sock, peer) {
+                            adopt(back, &mut handle);
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(listener = %what, error = %e, "cannot hand over a connection");
-                        continue;
                     }
-                };
-                let seat = balance.seat(to);
-                if let Err(h) = balance.send(to, Handoff { sock, peer, seat }) {
-                    // That worker stopped accepting (the group is closing): serve it here.
-                    let Handoff { sock, peer, seat } = h;
-                    drop(seat);
-                    adopt(
-                        Handoff {
-                            sock,
-                            peer,
-                            seat: balance.seat(me),
-                        },
-                        &mut handle,
-                    );
                 }
             }
             Err(e) => {

@@ -129,10 +129,31 @@ impl Balance {
         }
     }
 
-    /// Sends `handoff` to `worker`'s inbox; gives it back if that worker stopped accepting.
-    pub fn send(&self, worker: usize, handoff: Handoff) -> Result<(), Handoff> {
-        self.moved.fetch_add(1, Ordering::Relaxed);
-        self.inboxes[worker].send(handoff).map_err(|e| e.0)
+    /// Hands `sock` to `worker`'s inbox, counted there. Gives it back, counted on `me`, if
+    /// that worker stopped accepting (its listener group is closing).
+    pub fn hand_over(
+        self: &Arc<Self>,
+        me: usize,
+        worker: usize,
+        sock: std::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), Handoff> {
+        let seat = self.seat(worker);
+        match self.inboxes[worker].send(Handoff { sock, peer, seat }) {
+            Ok(()) => {
+                self.moved.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(back) => {
+                let Handoff { sock, peer, seat } = back.0;
+                drop(seat);
+                Err(Handoff {
+                    sock,
+                    peer,
+                    seat: self.seat(me),
+                })
+            }
+        }
     }
 
     /// Connections handed from one worker to another so far.
@@ -162,22 +183,19 @@ impl Seat {
         let _seat = self;
         fut.await
     }
-
-    pub fn worker(&self) -> usize {
-        self.worker
-    }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
         let b = &self.balance;
         b.load[self.worker].0.fetch_sub(1, Ordering::Relaxed);
-        if self.since.elapsed() < SHORT {
+        let now = Instant::now();
+        if now.duration_since(self.since) < SHORT {
             // Written at most every 100 ms, not on every close: both cores read it.
-            let now = b.millis() + 1;
+            let ms = now.duration_since(b.epoch).as_millis() as u64 + 1;
             let last = b.last_short.load(Ordering::Relaxed);
-            if last == 0 || last + 100 <= now {
-                b.last_short.store(now, Ordering::Relaxed);
+            if last == 0 || last + 100 <= ms {
+                b.last_short.store(ms, Ordering::Relaxed);
             }
         }
     }
@@ -216,7 +234,7 @@ mod tests {
         let (b, _rx) = Balance::new(3);
         let s = b.seat(2);
         assert_eq!(b.loads(), vec![0, 0, 1]);
-        assert_eq!(s.worker(), 2);
+        assert_eq!(s.worker, 2);
         drop(s);
         assert_eq!(b.loads(), vec![0, 0, 0]);
     }

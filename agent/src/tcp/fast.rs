@@ -123,23 +123,13 @@ impl FastCopy {
                     } else {
                         self.pos = 0;
                         self.cap = n;
-                        self.fin_behind = self.looks > 0 && n < self.buf.len() && {
-                            self.looks -= 1;
-                            read_closed(r, cx)
-                        };
+                        self.fin_behind = n < self.buf.len() && self.look_for_fin(r, cx);
                     }
                 }
             }
             while self.pos < self.cap {
                 let chunk = &self.buf[self.pos..self.cap];
-                let n = if self.fin_behind {
-                    ready!(poll_send_more(w, cx, chunk))?
-                } else {
-                    ready!(Pin::new(&mut *w).poll_write(cx, chunk))?
-                };
-                if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
+                let n = ready!(poll_write(w, cx, chunk, self.fin_behind))?;
                 self.pos += n;
                 m.add_bytes(self.flow, n);
             }
@@ -158,9 +148,16 @@ impl FastCopy {
             }
         }
     }
-}
 
-impl FastCopy {
+    /// Whether the source's FIN is already behind a short read, checked on the flow's first
+    /// [`LOOKS`] reads only.
+    fn look_for_fin(&mut self, r: &TcpStream, cx: &mut Context<'_>) -> bool {
+        self.looks > 0 && {
+            self.looks -= 1;
+            read_closed(r, cx)
+        }
+    }
+
     /// Reads into `scratch` and writes on at once. What the destination does not take, and a
     /// read that filled `scratch` (a bulk stream starting), moves into a buffer of the flow's
     /// own; nothing stays in `scratch` once this returns.
@@ -180,27 +177,15 @@ impl FastCopy {
             return Poll::Ready(Ok(()));
         }
         let full = n == scratch.len();
-        let fin_behind = self.looks > 0 && !full && {
-            self.looks -= 1;
-            read_closed(r, cx)
-        };
+        let fin_behind = !full && self.look_for_fin(r, cx);
         let mut sent = 0;
         while sent < n {
-            let chunk = &scratch[sent..n];
-            let p = if fin_behind {
-                poll_send_more(w, cx, chunk)
-            } else {
-                Pin::new(&mut *w).poll_write(cx, chunk)
+            let Poll::Ready(k) = poll_write(w, cx, &scratch[sent..n], fin_behind) else {
+                break;
             };
-            match p {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(k)) => {
-                    sent += k;
-                    m.add_bytes(self.flow, k);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => break,
-            }
+            let k = k?;
+            sent += k;
+            m.add_bytes(self.flow, k);
         }
         if sent < n || full {
             let mut own = vec![0; if full { 2 * INITIAL } else { INITIAL }].into_boxed_slice();
@@ -212,6 +197,25 @@ impl FastCopy {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// One write of `chunk` to `w`, with `MSG_MORE` when the source's FIN is behind it; a write of
+/// nothing is an error.
+fn poll_write(
+    w: &mut TcpStream,
+    cx: &mut Context<'_>,
+    chunk: &[u8],
+    fin_behind: bool,
+) -> Poll<io::Result<usize>> {
+    let n = if fin_behind {
+        ready!(poll_send_more(w, cx, chunk))?
+    } else {
+        ready!(Pin::new(&mut *w).poll_write(cx, chunk))?
+    };
+    if n == 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    }
+    Poll::Ready(Ok(n))
 }
 
 /// Whether `s` has seen its peer's FIN (`EPOLLRDHUP` reported with its readable data): after a
