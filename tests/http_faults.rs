@@ -308,6 +308,49 @@ async fn a_rule_added_while_a_keep_alive_connection_is_open_affects_its_next_req
     assert!(second.starts_with("HTTP/1.1 429"), "{second}");
 }
 
+/// Reads until the agent ends the connection (EOF or reset); panics if it stays open.
+async fn until_closed(s: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the agent closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_keep_alive_connection_is_cut_by_down_and_closed_by_a_drain() {
+    let (agent, _up, addr) = setup(HttpOptions::default()).await;
+    let req = b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    for s in [&mut a, &mut b] {
+        s.write_all(req).await.unwrap();
+        let r = read_response(s).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    // The route's snapshot changes under an idle keep-alive connection: `down` cuts it.
+    agent.toxic("api", json!({"type": "down"})).await;
+    until_closed(&mut a).await;
+    agent.remove_toxic("api", "down_downstream").await;
+    // `b` was opened before the fault too and is cut with `a`; a new one is served.
+    until_closed(&mut b).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(req).await.unwrap();
+    let r = read_response(&mut c).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // The agent drains: the idle keep-alive connection is closed, and no connection is left
+    // for the grace period to cut.
+    let left = agent.agent.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(left, 0);
+    until_closed(&mut c).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_connections_share_idle_upstream_connections_but_never_a_busy_one() {
     // One worker: upstream connections are pooled per worker.

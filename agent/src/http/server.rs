@@ -4,7 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -104,9 +105,10 @@ enum Event<E> {
 
 /// Drives the connection until it ends, the agent drains, or the route's snapshot changes.
 ///
-/// The drain and snapshot notifications are registered on the first poll only; later wake-ups
-/// (several per request) check them with an atomic load each, instead of polling two `Notify`
-/// waiters (a lock each) every time the connection makes progress.
+/// The drain and snapshot notifications are polled with a waker of their own ([`Nudge`]) that
+/// raises a flag before waking the task: the connection wakes several times per request, and
+/// each of those wake-ups then costs one atomic swap, where checking the drain token (a lock)
+/// and the snapshot's version every time cost more than that.
 async fn watch_connection<C, E>(
     mut conn: Pin<&mut C>,
     drain: &CancellationToken,
@@ -116,34 +118,49 @@ async fn watch_connection<C, E>(
 where
     C: Future<Output = Result<(), E>>,
 {
-    let probe = rx.clone();
     let drained = drain.cancelled();
     let changed = rx.changed();
     tokio::pin!(drained, changed);
-    let mut registered = false;
+    let mut nudge: Option<Arc<Nudge>> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = conn.as_mut().poll(cx) {
             return Poll::Ready(Event::Ended(r));
         }
-        if !registered {
-            registered = true;
-            if !draining && drained.as_mut().poll(cx).is_ready() {
+        let nudge = nudge.get_or_insert_with(|| {
+            Arc::new(Nudge {
+                fired: AtomicBool::new(true),
+                task: cx.waker().clone(),
+            })
+        });
+        if nudge.fired.swap(false, Ordering::AcqRel) {
+            let waker = Waker::from(nudge.clone());
+            let mut ncx = Context::from_waker(&waker);
+            if !draining && drained.as_mut().poll(&mut ncx).is_ready() {
                 return Poll::Ready(Event::Drain);
             }
-            if let Poll::Ready(r) = changed.as_mut().poll(cx) {
+            if let Poll::Ready(r) = changed.as_mut().poll(&mut ncx) {
                 return Poll::Ready(Event::Changed { gone: r.is_err() });
-            }
-        } else {
-            if !draining && drain.is_cancelled() {
-                return Poll::Ready(Event::Drain);
-            }
-            match probe.has_changed() {
-                Ok(false) => {}
-                Ok(true) => return Poll::Ready(Event::Changed { gone: false }),
-                Err(_) => return Poll::Ready(Event::Changed { gone: true }),
             }
         }
         Poll::Pending
     })
     .await
+}
+
+/// A waker for the drain and snapshot notifications: notes that one of them fired, then wakes
+/// the connection's task.
+struct Nudge {
+    fired: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Nudge {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
 }
