@@ -23,6 +23,7 @@ use faultline_agent::guard::{
 };
 use faultline_agent::route::{DesiredState, Protocol, RouteSpec, RouteTable, Upstream};
 use faultline_agent::tcp::DataPlane;
+use faultline_agent::tcp::workers::Pinning;
 use faultline_proto::{prost_types, v1};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -105,7 +106,8 @@ fn report(what: &str, mut took: Vec<Duration>) {
 /// Breach to faults off, and the trip message's `tripped_at` to `cleared_at`, per round.
 async fn measure() -> (Vec<Duration>, Vec<Duration>) {
     let drain = CancellationToken::new();
-    let plane = DataPlane::new(drain.clone(), Duration::from_secs(1), 1).expect("a data plane");
+    let plane = DataPlane::new(drain.clone(), Duration::from_secs(1), 1, Pinning::Off)
+        .expect("a data plane");
     let table = RouteTable::new(plane);
     let mut spec = RouteSpec::tcp(
         "api",

@@ -77,8 +77,13 @@ impl Agent {
         let threads = config
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let mut plane = DataPlane::new(drain.clone(), config.connect_timeout, threads)
-            .map_err(|source| StartError::Workers { threads, source })?;
+        let mut plane = DataPlane::new(
+            drain.clone(),
+            config.connect_timeout,
+            threads,
+            config.pin_workers,
+        )
+        .map_err(|source| StartError::Workers { threads, source })?;
         plane.mark = capture.mark;
         let table = RouteTable::new(plane.clone());
         let admin = tokio::net::TcpListener::bind(config.admin)

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use super::{ConfigError, LogFormat};
 use crate::route::{CaptureMatch, HttpOptions, Protocol, RouteSpec, Upstream};
+use crate::tcp::workers::Pinning;
 
 /// faultline-agent: a fault-injecting proxy that runs beside a service.
 ///
@@ -122,6 +123,17 @@ pub struct Args {
     /// Worker threads for the data plane (default: one per core).
     #[arg(long, env = "FAULTLINE_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Pin each worker thread to a CPU of its own: `auto` pins when there are as many workers
+    /// as CPUs the agent may run on, `on` always, `off` never.
+    #[arg(
+        long,
+        env = "FAULTLINE_PIN_WORKERS",
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub pin_workers: Pinning,
 
     /// The controller to connect to (`http://HOST:PORT`, or `https://HOST:PORT` with
     /// --tls-ca). Without it the agent runs standalone, driven only by its admin API and config.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::admin::auth::AdminToken;
 use crate::fault::Fault;
 use crate::route::RouteSpec;
+use crate::tcp::workers::Pinning;
 
 pub use self::args::{Args, Command};
 pub use self::tls::ClientTls;
@@ -44,13 +45,15 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// Tokio worker threads; `None` = one per core.
     pub threads: Option<usize>,
+    /// Whether each worker thread is pinned to a CPU of its own.
+    pub pin_workers: Pinning,
     /// The controller connection; `None` runs the agent standalone.
     pub controller: Option<ControllerConfig>,
 }
 
 impl AgentConfig {
     /// An agent for embedding (tests, `faultline demo`): the admin API on a loopback port the
-    /// kernel picks, no token, no probe listener, no routes or faults, one data-plane thread,
+    /// kernel picks, no token, no probe listener, no routes or faults, one data-plane thread (unpinned),
     /// 1 s drain grace, 2 s connect timeout, standalone. Set what differs with struct update
     /// syntax: `AgentConfig { routes, ..AgentConfig::embedded() }`.
     pub fn embedded() -> AgentConfig {
@@ -64,6 +67,7 @@ impl AgentConfig {
             drain_grace: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             threads: Some(1),
+            pin_workers: Pinning::Off,
             controller: None,
         }
     }
@@ -308,6 +312,7 @@ impl AgentConfig {
             drain_grace: args.drain_grace.into(),
             connect_timeout: args.connect_timeout.into(),
             threads: args.threads,
+            pin_workers: args.pin_workers,
             controller,
         })
     }
@@ -355,6 +360,25 @@ mod tests {
                 ("canary", ""),
                 ("example.com/zone", "eu-1")
             ]
+        );
+    }
+
+    #[test]
+    fn workers_are_pinned_automatically_unless_told_otherwise() {
+        assert_eq!(parse(&[]).unwrap().pin_workers, Pinning::Auto);
+        assert_eq!(
+            parse(&["--pin-workers", "off"]).unwrap().pin_workers,
+            Pinning::Off
+        );
+        assert_eq!(
+            parse(&["--pin-workers", "on"]).unwrap().pin_workers,
+            Pinning::On
+        );
+        let argv = ["faultline-agent", "--pin-workers", "sometimes"];
+        let err = Args::try_parse_from(argv).unwrap_err().to_string();
+        assert!(
+            err.contains("--pin-workers") && err.contains("sometimes"),
+            "{err}"
         );
     }
 

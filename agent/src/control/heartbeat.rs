@@ -177,8 +177,13 @@ mod tests {
 
     #[tokio::test]
     async fn arms_are_reported_as_deltas_beside_the_whole_route() {
-        let plane =
-            crate::tcp::DataPlane::new(Default::default(), Duration::from_secs(1), 1).unwrap();
+        let plane = crate::tcp::DataPlane::new(
+            Default::default(),
+            Duration::from_secs(1),
+            1,
+            crate::tcp::workers::Pinning::Off,
+        )
+        .unwrap();
         let table = RouteTable::new(plane);
         let upstream = Upstream::Addr("127.0.0.1:9".parse().unwrap());
         table

@@ -68,7 +68,13 @@ mod tests {
     /// A table with route `r` holding an admin fault, and the expiry task running on it.
     async fn table() -> (Arc<RouteTable>, CancellationToken) {
         let drain = CancellationToken::new();
-        let plane = DataPlane::new(drain.clone(), Duration::from_secs(1), 1).unwrap();
+        let plane = DataPlane::new(
+            drain.clone(),
+            Duration::from_secs(1),
+            1,
+            crate::tcp::workers::Pinning::Off,
+        )
+        .unwrap();
         let table = RouteTable::new(plane);
         let upstream = Upstream::Addr("127.0.0.1:9".parse().unwrap());
         table
@@ -150,7 +156,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lease_run_out_unseen_ends_before_the_next_desired_state() {
         let drain = CancellationToken::new();
-        let plane = DataPlane::new(drain.clone(), Duration::from_secs(1), 1).unwrap();
+        let plane = DataPlane::new(
+            drain.clone(),
+            Duration::from_secs(1),
+            1,
+            crate::tcp::workers::Pinning::Off,
+        )
+        .unwrap();
         let table = RouteTable::new(plane);
         let upstream = Upstream::Addr("127.0.0.1:9".parse().unwrap());
         table

@@ -155,7 +155,7 @@ mod tests {
     /// connections to worker 1, which serves them whole.
     #[tokio::test]
     async fn a_loaded_worker_hands_long_lived_connections_to_the_other() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, crate::tcp::workers::Pinning::Off).unwrap();
         let (balance, inboxes) = Balance::new(2);
         let stop = CancellationToken::new();
         let listeners: Vec<std::net::TcpListener> = (0..2)

@@ -8,7 +8,8 @@
 //!   snapshot change, never per chunk).
 //! - [`fast`]: the fast path: a cancel-safe copy loop with adaptive buffers, used while no
 //!   fault touches the connection.
-//! - [`workers`]: the worker threads (one current-thread runtime each, `SO_REUSEPORT`).
+//! - [`workers`]: the worker threads (one current-thread runtime each, `SO_REUSEPORT`, pinned
+//!   one per CPU when there is one per allowed CPU).
 //! - [`balance`]: open connections per worker for each listener group; a worker that holds
 //!   more than the least loaded one hands new connections over.
 //! - [`faulted`]: the faulted path: a reader and a writer per flow with a bounded queue between
@@ -31,7 +32,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::workers::Workers;
+use self::workers::{Pinning, Workers};
 use crate::route::RouteFeed;
 
 /// What every listener and connection shares: the worker threads, the drain signal, the task
@@ -51,11 +52,12 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Starts the data plane's `threads` worker threads.
+    /// Starts the data plane's `threads` worker threads, pinned as `pinning` says.
     pub fn new(
         drain: CancellationToken,
         connect_timeout: Duration,
         threads: usize,
+        pinning: Pinning,
     ) -> io::Result<Self> {
         Ok(DataPlane {
             drain,
@@ -63,7 +65,7 @@ impl DataPlane {
             connect_timeout,
             epoch: std::time::Instant::now(),
             mark: None,
-            workers: Workers::start(threads)?,
+            workers: Workers::start(threads, pinning)?,
         })
     }
 
