@@ -66,6 +66,8 @@ pub enum ProxyBody {
     },
     /// The upstream's body under faults, and its connection's checkout as above.
     Faulted(Box<FaultedBody>, Option<Checkout>),
+    /// The upstream's body as this task reads it from the connection (`client1`).
+    Lean(super::client1::Body),
 }
 
 impl ProxyBody {
@@ -95,6 +97,7 @@ impl Body for ProxyBody {
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             ProxyBody::Faulted(f, _) => f.poll(cx),
+            ProxyBody::Lean(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -104,6 +107,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
             ProxyBody::Faulted(..) => false,
+            ProxyBody::Lean(b) => b.is_end_stream(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(None) | ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Upstream { inner, .. } => inner.size_hint(),
             ProxyBody::Faulted(..) => SizeHint::default(),
+            ProxyBody::Lean(b) => b.size_hint(),
         }
     }
 }

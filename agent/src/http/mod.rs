@@ -10,11 +10,15 @@
 //!   gRPC message faults).
 //! - [`grpc`]: gRPC specifics (trailers-only answers, message framing).
 //! - [`headers`]: hop-by-hop header handling.
-//! - [`pool`]: upstream HTTP/1.1 connections, shared by a worker's client connections.
+//! - [`client1`]: the HTTP/1.1 upstream exchange for requests without a body, run by the
+//!   serving task, with its own per-worker connection pool.
+//! - [`pool`]: upstream HTTP/1.1 connections for hyper's client (requests with a body), shared
+//!   by a worker's client connections.
 //! - [`timer`]: hyper's HTTP/1 header-read timeout on one Tokio sleep per connection.
 //! - [`upgrade`]: `Upgrade` (WebSocket) and `CONNECT` passed through untouched.
 
 pub mod body;
+pub mod client1;
 pub mod grpc;
 pub mod headers;
 pub mod pool;
@@ -44,8 +48,10 @@ pub struct HttpRoute {
     pub epoch: std::time::Instant,
     /// `SO_MARK` for upstream sockets (`--mark`).
     pub mark: Option<u32>,
-    /// HTTP/1.1 upstream connections, one request at a time each.
+    /// HTTP/1.1 upstream connections for requests with a body, one request at a time each.
     pub h1: pool::H1Pool,
+    /// HTTP/1.1 upstream connections for requests without one (`client1`).
+    pub h1_lean: client1::Pool,
 }
 
 impl HttpRoute {
@@ -72,6 +78,7 @@ impl HttpRoute {
             epoch,
             mark,
             h1: pool::H1Pool::default(),
+            h1_lean: client1::Pool::default(),
         });
         // On the worker that serves the route (this is called there), like its connections.
         tokio::spawn(pool::sweep(Arc::downgrade(&route)));

@@ -118,6 +118,7 @@ pub async fn sweep(route: Weak<HttpRoute>) {
             return;
         };
         route.h1.prune(Instant::now());
+        route.h1_lean.prune(Instant::now(), IDLE_TIMEOUT);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use super::HttpRoute;
 use super::body::{BoxError, FaultedBody, GrpcStatusObserver, InjectedReset, ProxyBody};
 use super::pool::{Checkout, Upstream1};
 use super::select::{self, BadHeader, Chosen, Terminal};
-use super::{grpc, headers, upgrade};
+use super::{client1, grpc, headers, upgrade};
 use crate::route::{Protocol, RouteSnapshot, RouteState};
 
 /// What the requests of one client connection share.
@@ -72,6 +72,28 @@ impl ConnState {
         let checkout = Checkout::new(self.route.clone(), up);
         let resp = call.await.map_err(|e| e.to_string())?;
         Ok((resp, checkout))
+    }
+
+    /// Sends an HTTP/1.1 request without a body from this task ([`client1`]).
+    async fn send_lean(
+        &self,
+        snap: &RouteSnapshot,
+        parts: &http::request::Parts,
+    ) -> Result<Answer, String> {
+        let addr = snap
+            .upstream
+            .resolve(self.original)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
+        client1::encode(parts, &mut head);
+        let dial = client1::Dial {
+            addr,
+            mark: self.route.mark,
+            connect_timeout: self.route.connect_timeout,
+        };
+        let (parts, body) = client1::exchange(&self.route, &dial, &parts.method, &head).await?;
+        Ok(Answer::Lean(parts, body))
     }
 
     async fn connect_h1(&self, addr: SocketAddr) -> Result<Upstream1, String> {
@@ -149,16 +171,20 @@ pub async fn handle(
             .h2
             .request(Request::from_parts(parts, body))
             .await
-            .map(|r| (r, None))
+            .map(|r| Answer::Hyper(r, None))
             .map_err(|e| e.to_string())
+    } else if body.is_end_stream() && !is_grpc && !chosen.shapes_body() {
+        // HTTP/1.1 without a request body: exchanged by this task (see `client1`).
+        conn.send_lean(&snap, &parts).await
     } else {
-        // HTTP/1.1: a pooled upstream connection, request target unchanged.
+        // HTTP/1.1 with a body, or under a body fault: hyper's client on a pooled connection,
+        // request target unchanged.
         parts.version = Version::HTTP_11;
         conn.send_h1(&snap, Request::from_parts(parts, body))
             .await
-            .map(|(r, checkout)| (r, Some(checkout)))
+            .map(|(r, checkout)| Answer::Hyper(r, Some(checkout)))
     };
-    let (resp, checkout) = match resp {
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => {
             return Ok(upstream_failed(
@@ -174,7 +200,13 @@ pub async fn handle(
     if !chosen.response_delay.is_zero() {
         tokio::time::sleep(chosen.response_delay).await;
     }
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, body, checkout) = match resp {
+        Answer::Hyper(r, checkout) => {
+            let (parts, body) = r.into_parts();
+            (parts, UpstreamBody::Hyper(body), checkout)
+        }
+        Answer::Lean(parts, body) => (parts, UpstreamBody::Lean(body), None),
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
     let record = snap.metrics.recorder(chosen.arm);
     record.response(parts.status.as_u16(), false, started.elapsed());
@@ -195,29 +227,43 @@ pub async fn handle(
     {
         parts.headers.insert(FAULT_HEADER, v);
     }
-    let body = if chosen.shapes_body() {
-        let observer = observer.map(|o| GrpcStatusObserver {
-            injected: true,
-            ..o
-        });
-        ProxyBody::Faulted(
-            Box::new(FaultedBody::new(
-                body,
-                observer,
-                chosen.throttle,
-                chosen.reset_after,
-                chosen.stream.clone(),
-            )),
-            checkout,
-        )
-    } else {
-        ProxyBody::Upstream {
+    let body = match body {
+        // Only requests without body faults or gRPC take the lean exchange.
+        UpstreamBody::Lean(body) => ProxyBody::Lean(body),
+        UpstreamBody::Hyper(body) if chosen.shapes_body() => {
+            let observer = observer.map(|o| GrpcStatusObserver {
+                injected: true,
+                ..o
+            });
+            ProxyBody::Faulted(
+                Box::new(FaultedBody::new(
+                    body,
+                    observer,
+                    chosen.throttle,
+                    chosen.reset_after,
+                    chosen.stream.clone(),
+                )),
+                checkout,
+            )
+        }
+        UpstreamBody::Hyper(body) => ProxyBody::Upstream {
             inner: body,
             grpc: observer,
             checkout,
-        }
+        },
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// The upstream's answer, from hyper's client or from [`client1`].
+enum Answer {
+    Hyper(Response<Incoming>, Option<Checkout>),
+    Lean(http::response::Parts, client1::Body),
+}
+
+enum UpstreamBody {
+    Hyper(Incoming),
+    Lean(client1::Body),
 }
 
 /// Answers the request as a terminal fault says, without calling upstream.

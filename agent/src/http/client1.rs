@@ -1,0 +1,760 @@
+//! The agent's own HTTP/1.1 upstream exchange for requests without a body, run by the serving
+//! task itself: the request head goes out in one write, the response head is parsed with
+//! `httparse`, and the response body is read from the upstream socket as the client takes it
+//! ([`Body`]), so a request never leaves its task and no channel carries it.
+//!
+//! Why not hyper's client here: side by side (BENCHMARKS.md), its machinery (dispatch channel,
+//! `oneshot`, body channel, want signal, a task per connection) cost about 8 % of the agent's
+//! CPU per keep-alive request. Requests with a body, and responses under body faults, stay on
+//! hyper's client (`pool`), which also streams uploads.
+//!
+//! The response body is framed as RFC 9112 §6.3 says: none for `HEAD`, 1xx, 204 and 304;
+//! chunked (decoded here, trailers kept); `Content-Length`; else until the upstream closes.
+//! Interim 1xx answers are skipped. A connection goes back to the worker's [`Pool`] only when
+//! its response was read exactly to its end and both sides keep the connection alive.
+//!
+//! An idle connection the upstream has closed is noticed from Tokio's readiness (no system
+//! call) when it is taken; one closed in the instant between is caught when the answer is an
+//! immediate close, and an idempotent request is then sent once more on a new connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::BoxError;
+
+/// Idle connections kept per worker and route.
+const KEEP_IDLE: usize = 256;
+/// The largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers accepted in a response head (or its trailers).
+const MAX_HEADERS: usize = 128;
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An upstream connection and its read buffer.
+pub struct Conn {
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Whether the idle connection has heard from the upstream since its last exchange (a close,
+    /// or bytes nobody asked for): either way it cannot carry another request.
+    fn stale(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.stream.poll_read_ready(&mut cx).is_ready()
+    }
+}
+
+/// The idle upstream connections of one route on one worker (only that worker's thread takes
+/// the lock, so it is never contended).
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<(Conn, Instant)>>,
+}
+
+impl Pool {
+    /// The most recently used idle connection to `addr`; stale ones found on the way are closed.
+    fn take(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(i) = idle.iter().rposition(|(c, _)| c.addr == addr) {
+            let (conn, _) = idle.swap_remove(i);
+            if !conn.stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, mut conn: Conn) {
+        conn.buf.clear();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= KEEP_IDLE {
+            idle.remove(0);
+        }
+        idle.push((conn, Instant::now()));
+    }
+
+    /// Closes connections idle since before `now - timeout`, and stale ones.
+    pub fn prune(&self, now: Instant, timeout: Duration) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(c, since)| now.duration_since(*since) < timeout && !c.stale());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+}
+
+/// How the upstream connection is reached.
+pub struct Dial {
+    pub addr: SocketAddr,
+    pub mark: Option<u32>,
+    pub connect_timeout: Duration,
+}
+
+/// Sends a request without a body (`head` as [`encode`] wrote it) and reads the answer's head.
+/// The body comes through the returned [`Body`], which gives the connection back to `pool`
+/// once read to its end.
+pub async fn exchange(
+    pool: &std::sync::Arc<super::HttpRoute>,
+    dial: &Dial,
+    method: &Method,
+    head: &[u8],
+) -> Result<(http::response::Parts, Body), String> {
+    let mut reused = pool.h1_lean.take(dial.addr);
+    loop {
+        let was_reused = reused.is_some();
+        let mut conn = match reused.take() {
+            Some(c) => c,
+            None => connect(dial).await.map_err(|e| e.to_string())?,
+        };
+        let sent = conn.stream.write_all(head).await;
+        let answer = match sent {
+            Ok(()) => read_head(&mut conn, method).await,
+            Err(e) => Err(Failure::Early(e)),
+        };
+        match answer {
+            Ok((parts, framing, keep_alive)) => {
+                let body = Body::new(conn, framing, keep_alive, pool.clone());
+                return Ok((parts, body));
+            }
+            // The upstream closed a reused connection before answering (it had timed it out):
+            // the request is sent again on a new connection if that is safe to do.
+            Err(Failure::Early(_)) if was_reused && method.is_idempotent() => continue,
+            Err(Failure::Early(e)) => return Err(e.to_string()),
+            Err(Failure::Bad(e)) => return Err(e),
+        }
+    }
+}
+
+async fn connect(dial: &Dial) -> io::Result<Conn> {
+    let stream = crate::tcp::connect::connect(dial.addr, dial.mark, dial.connect_timeout).await?;
+    Ok(Conn {
+        addr: dial.addr,
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+    })
+}
+
+/// Writes a request head for `parts` into `out`: the request target as the client sent it,
+/// then the headers (hop-by-hop ones already removed).
+pub fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    if parts.uri.scheme().is_some() {
+        out.extend_from_slice(parts.uri.to_string().as_bytes());
+    } else {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        out.extend_from_slice(target.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+enum Failure {
+    /// The connection failed or closed before any byte of an answer.
+    Early(io::Error),
+    /// A malformed answer, or a close in the middle of one.
+    Bad(String),
+}
+
+/// Reads one more piece of the connection into its buffer; `Ok(0)` is the upstream's close.
+async fn fill(conn: &mut Conn) -> io::Result<usize> {
+    conn.buf.reserve(READ_CHUNK);
+    std::future::poll_fn(|cx| poll_fill(&mut conn.stream, &mut conn.buf, cx)).await
+}
+
+fn poll_fill(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
+}
+
+/// Reads the response head (skipping interim 1xx answers) and decides the body's framing.
+async fn read_head(
+    conn: &mut Conn,
+    method: &Method,
+) -> Result<(http::response::Parts, Framing, bool), Failure> {
+    let mut any = false;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&conn.buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let code = resp.code.unwrap_or(0);
+                if (100..200).contains(&code) {
+                    if code == 101 {
+                        return Err(Failure::Bad("upstream switched protocols unasked".into()));
+                    }
+                    conn.buf.advance(len);
+                    continue;
+                }
+                let head = build_head(&resp).map_err(Failure::Bad)?;
+                conn.buf.advance(len);
+                let framing = framing(method, &head).map_err(Failure::Bad)?;
+                let keep_alive = keeps_alive(&head) && !matches!(framing, Framing::Close);
+                return Ok((head, framing, keep_alive));
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(Failure::Bad(format!("bad response from upstream: {e}"))),
+        }
+        if conn.buf.len() > MAX_HEAD {
+            return Err(Failure::Bad("upstream response head too large".into()));
+        }
+        match fill(conn).await {
+            Ok(0) if !any => {
+                return Err(Failure::Early(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => return Err(Failure::Bad("upstream closed mid-answer".into())),
+            Ok(_) => any = true,
+            Err(e) if !any => return Err(Failure::Early(e)),
+            Err(e) => return Err(Failure::Bad(e.to_string())),
+        }
+    }
+}
+
+fn build_head(resp: &httparse::Response<'_, '_>) -> Result<http::response::Parts, String> {
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|_| "bad status from upstream".to_string())?;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("bad header name from upstream: {:?}", h.name))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| format!("bad value of header {name} from upstream"))?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    parts.headers = headers;
+    Ok(parts)
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body at all.
+    Empty,
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked transfer coding, at this point of it.
+    Chunked(Chunk),
+    /// Until the upstream closes.
+    Close,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+}
+
+fn framing(method: &Method, head: &http::response::Parts) -> Result<Framing, String> {
+    let s = head.status.as_u16();
+    if method == Method::HEAD || s == 204 || s == 304 {
+        return Ok(Framing::Empty);
+    }
+    if let Some(te) = head.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        let chunked = te
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    for v in head.headers.get_all(CONTENT_LENGTH) {
+        for part in v
+            .to_str()
+            .map_err(|_| "bad content-length from upstream")?
+            .split(',')
+        {
+            let n: u64 = part
+                .trim()
+                .parse()
+                .map_err(|_| "bad content-length from upstream")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length from upstream".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// Whether the upstream keeps the connection open after this answer.
+fn keeps_alive(head: &http::response::Parts) -> bool {
+    let has = |token: &str| {
+        head.headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match head.version {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+/// A response body read from the upstream connection as the client takes it.
+pub struct Body {
+    conn: Option<Conn>,
+    framing: Framing,
+    done: bool,
+    keep_alive: bool,
+    route: std::sync::Arc<super::HttpRoute>,
+}
+
+impl Body {
+    fn new(
+        conn: Conn,
+        framing: Framing,
+        keep_alive: bool,
+        route: std::sync::Arc<super::HttpRoute>,
+    ) -> Self {
+        let mut body = Body {
+            conn: Some(conn),
+            framing,
+            done: false,
+            keep_alive,
+            route,
+        };
+        if framing == Framing::Empty {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body was read to its end: the connection goes back if it can carry another request
+    /// (nothing beyond the answer in its buffer, and both sides keep it open).
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            self.route.h1_lean.put(conn);
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match step(&mut self.framing, &mut conn.buf)? {
+                Step::Frame(f) => {
+                    if self.framing == Framing::Length(0) {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(f)));
+                }
+                Step::End(trailers) => {
+                    self.finish();
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                }
+                Step::More => {}
+            }
+            let n = ready!(poll_fill(&mut conn.stream, &mut conn.buf, cx))?;
+            if n == 0 {
+                if self.framing == Framing::Close {
+                    self.keep_alive = false;
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(Err("upstream closed mid-body".into())));
+            }
+        }
+    }
+}
+
+enum Step {
+    Frame(Frame<Bytes>),
+    /// The body ended (with trailers, for a chunked one that had them).
+    End(Option<HeaderMap>),
+    /// More bytes are needed.
+    More,
+}
+
+/// Takes what `buf` holds of the body as `framing` reads it.
+fn step(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, BoxError> {
+    loop {
+        match framing {
+            Framing::Empty | Framing::Length(0) => return Ok(Step::End(None)),
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                return Ok(Step::Frame(Frame::data(buf.split_to(n).freeze())));
+            }
+            Framing::Close => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                return Ok(Step::Frame(Frame::data(buf.split().freeze())));
+            }
+            Framing::Chunked(state) => match *state {
+                Chunk::Size => {
+                    let Some(end) = find_crlf(buf) else {
+                        if buf.len() > 4096 {
+                            return Err("chunk size line too long".into());
+                        }
+                        return Ok(Step::More);
+                    };
+                    let line = &buf[..end];
+                    let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                    let size = std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                        .ok_or("bad chunk size from upstream")?;
+                    buf.advance(end + 2);
+                    *state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let n = left.min(buf.len() as u64) as usize;
+                    *state = if left == n as u64 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    };
+                    return Ok(Step::Frame(Frame::data(buf.split_to(n).freeze())));
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("bad chunk end from upstream".into());
+                    }
+                    buf.advance(2);
+                    *state = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        *framing = Framing::Empty;
+                        return Ok(Step::End(None));
+                    }
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match httparse::parse_headers(buf, &mut headers) {
+                        Ok(httparse::Status::Complete((len, fields))) => {
+                            let mut map = HeaderMap::with_capacity(fields.len());
+                            for h in fields {
+                                if let (Ok(n), Ok(v)) = (
+                                    HeaderName::from_bytes(h.name.as_bytes()),
+                                    HeaderValue::from_bytes(h.value),
+                                ) {
+                                    map.append(n, v);
+                                }
+                            }
+                            buf.advance(len);
+                            *framing = Framing::Empty;
+                            return Ok(Step::End((!map.is_empty()).then_some(map)));
+                        }
+                        Ok(httparse::Status::Partial) => {
+                            if buf.len() > MAX_HEAD {
+                                return Err("upstream trailers too large".into());
+                            }
+                            return Ok(Step::More);
+                        }
+                        Err(e) => return Err(format!("bad trailers from upstream: {e}").into()),
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.get_mut().poll_next(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::http::HttpRoute;
+
+    /// A raw upstream: each request head it reads gets the next canned answer; `true` beside
+    /// an answer closes the connection after it. Counts the connections it accepted.
+    async fn canned(answers: Vec<(&'static [u8], bool)>) -> (SocketAddr, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let queue = Arc::new(Mutex::new(VecDeque::from(answers)));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut byte = [0u8; 1];
+                    loop {
+                        while !got.ends_with(b"\r\n\r\n") {
+                            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            got.push(byte[0]);
+                        }
+                        got.clear();
+                        let Some((answer, close)) = queue.lock().unwrap().pop_front() else {
+                            return;
+                        };
+                        s.write_all(answer).await.unwrap();
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn route() -> Arc<HttpRoute> {
+        HttpRoute::new(
+            crate::route::Protocol::Http,
+            Duration::from_secs(2),
+            std::time::Instant::now(),
+            None,
+        )
+    }
+
+    async fn get(
+        route: &Arc<HttpRoute>,
+        addr: SocketAddr,
+        method: Method,
+    ) -> Result<(StatusCode, Bytes, Option<HeaderMap>), String> {
+        let req = http::Request::builder()
+            .method(method.clone())
+            .uri("/x")
+            .header("host", "up")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut head = Vec::new();
+        encode(&parts, &mut head);
+        let dial = Dial {
+            addr,
+            mark: None,
+            connect_timeout: Duration::from_secs(2),
+        };
+        let (resp, body) = exchange(route, &dial, &method, &head).await?;
+        let collected = body.collect().await.map_err(|e| e.to_string())?;
+        let trailers = collected.trailers().cloned();
+        Ok((resp.status, collected.to_bytes(), trailers))
+    }
+
+    #[tokio::test]
+    async fn length_chunked_and_close_delimited_bodies_arrive_whole() {
+        let (addr, accepted) = canned(vec![
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 42\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\nuntil the close", true),
+        ])
+        .await;
+        let route = route();
+        let (s, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!((s, &body[..]), (StatusCode::OK, &b"hello"[..]));
+        assert_eq!(route.h1_lean.len(), 1, "back in the pool");
+        let (_, body, trailers) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"hello world");
+        assert_eq!(trailers.unwrap()["x-sum"], "42");
+        let (_, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"until the close");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for all three"
+        );
+        assert_eq!(
+            route.h1_lean.len(),
+            0,
+            "a close-delimited body ends its connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_head_204_have_no_body() {
+        let (addr, accepted) = canned(vec![
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", false),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nend", false),
+        ])
+        .await;
+        let route = route();
+        let (s, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!((s, &body[..]), (StatusCode::OK, &b"ok"[..]));
+        let (s, body, _) = get(&route, addr, Method::HEAD).await.unwrap();
+        assert_eq!((s, body.len()), (StatusCode::OK, 0));
+        let (s, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!((s, body.len()), (StatusCode::NO_CONTENT, 0));
+        let (_, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"end", "the connection was still in step");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_not_reused_and_a_get_on_a_stale_one_is_sent_again() {
+        let (addr, accepted) = canned(vec![
+            (
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\na",
+                false,
+            ),
+            // Announced as kept alive, then closed by the upstream right after.
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb", true),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nc", false),
+        ])
+        .await;
+        let route = route();
+        let (_, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"a");
+        assert_eq!(route.h1_lean.len(), 0, "connection: close is honoured");
+        let (_, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"b");
+        // The pooled connection is closed at the upstream: taken stale or found closed when
+        // written to, either way the GET arrives on a new connection.
+        let (_, body, _) = get(&route, addr, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"c");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn malformed_answers_are_errors_not_panics() {
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"[..],
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"[..],
+            &b"NOT HTTP\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort"[..],
+        ] {
+            let bad: &'static [u8] = Box::leak(bad.to_vec().into_boxed_slice());
+            let (addr, _) = canned(vec![(bad, true)]).await;
+            let route = route();
+            assert!(get(&route, addr, Method::GET).await.is_err(), "{bad:?}");
+            assert_eq!(route.h1_lean.len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_decodes_however_it_is_split() {
+        let wire = b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+        for cut in 1..wire.len() {
+            let mut framing = Framing::Chunked(Chunk::Size);
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut ended = false;
+            for piece in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(piece);
+                loop {
+                    match step(&mut framing, &mut buf).unwrap() {
+                        Step::Frame(f) => out.extend_from_slice(&f.into_data().unwrap()),
+                        Step::End(_) => {
+                            ended = true;
+                            break;
+                        }
+                        Step::More => break,
+                    }
+                }
+            }
+            assert!(ended, "cut at {cut}");
+            assert_eq!(out, b"abc0123456789abcdef", "cut at {cut}");
+            assert!(buf.is_empty());
+        }
+    }
+}
