@@ -1,5 +1,7 @@
-//! The upstream HTTP/1.1 connections of one listener's worker, shared request by request by all
-//! of that worker's client connections (as haproxy's `http-reuse` and Envoy's pools share them).
+//! The upstream HTTP/1.1 connections of one listener's worker for hyper's client (requests with
+//! a body, or under a body fault; requests without one go through `client1` and its own pool),
+//! shared request by request by all of that worker's client connections (as haproxy's
+//! `http-reuse` and Envoy's pools share them).
 //!
 //! A request takes a connection that is open, idle and going to the right address (the most
 //! recently returned first) and holds it in a [`Checkout`] until the response body it got has
