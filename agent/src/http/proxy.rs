@@ -85,14 +85,12 @@ impl ConnState {
             .resolve(self.original)
             .await
             .map_err(|e| e.to_string())?;
-        let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
-        client1::encode(parts, &mut head);
         let dial = client1::Dial {
             addr,
             mark: self.route.mark,
             connect_timeout: self.route.connect_timeout,
         };
-        let (parts, body) = client1::exchange(&self.route, &dial, &parts.method, &head).await?;
+        let (parts, body) = client1::exchange(&self.route, &dial, parts).await?;
         Ok(Answer::Lean(parts, body))
     }
 

@@ -49,7 +49,10 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Conn {
     addr: SocketAddr,
     stream: TcpStream,
+    /// What has been read from the upstream and not yet taken.
     buf: BytesMut,
+    /// The request head being sent, kept for the next request on this connection.
+    out: Vec<u8>,
 }
 
 impl Conn {
@@ -109,14 +112,13 @@ pub struct Dial {
     pub connect_timeout: Duration,
 }
 
-/// Sends a request without a body (`head` as [`encode`] wrote it) and reads the answer's head.
-/// The body comes through the returned [`Body`], which gives the connection back to `route`'s pool
-/// once read to its end.
+/// Sends a request without a body (its head written by [`encode`] into the connection's own
+/// buffer) and reads the answer's head. The body comes through the returned [`Body`], which gives
+/// the connection back to `route`'s pool once read to its end.
 pub async fn exchange(
     route: &std::sync::Arc<super::HttpRoute>,
     dial: &Dial,
-    method: &Method,
-    head: &[u8],
+    request: &http::request::Parts,
 ) -> Result<(http::response::Parts, Body), String> {
     let mut reused = route.h1_lean.take(dial.addr);
     loop {
@@ -125,9 +127,11 @@ pub async fn exchange(
             Some(c) => c,
             None => connect(dial).await.map_err(|e| e.to_string())?,
         };
-        let sent = conn.stream.write_all(head).await;
+        conn.out.clear();
+        encode(request, &mut conn.out);
+        let sent = conn.stream.write_all(&conn.out).await;
         let answer = match sent {
-            Ok(()) => read_head(&mut conn, method).await,
+            Ok(()) => read_head(&mut conn, &request.method).await,
             Err(e) => Err(Failure::Early(e)),
         };
         match answer {
@@ -137,7 +141,7 @@ pub async fn exchange(
             }
             // The upstream closed a reused connection before answering (it had timed it out):
             // the request is sent again on a new connection if that is safe to do.
-            Err(Failure::Early(_)) if was_reused && method.is_idempotent() => continue,
+            Err(Failure::Early(_)) if was_reused && request.method.is_idempotent() => continue,
             Err(Failure::Early(e)) => return Err(e.to_string()),
             Err(Failure::Bad(e)) => return Err(e),
         }
@@ -150,12 +154,13 @@ async fn connect(dial: &Dial) -> io::Result<Conn> {
         addr: dial.addr,
         stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
+        out: Vec::with_capacity(512),
     })
 }
 
 /// Writes a request head for `parts` into `out`: the request target as the client sent it,
 /// then the headers (hop-by-hop ones already removed).
-pub fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
+fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     if parts.uri.scheme().is_some() {
@@ -204,26 +209,14 @@ async fn read_head(
 ) -> Result<(http::response::Parts, Framing, bool), Failure> {
     let mut any = false;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&conn.buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let code = resp.code.unwrap_or(0);
-                if (100..200).contains(&code) {
-                    if code == 101 {
-                        return Err(Failure::Bad("upstream switched protocols unasked".into()));
-                    }
-                    conn.buf.advance(len);
-                    continue;
-                }
-                let head = build_head(&resp).map_err(Failure::Bad)?;
-                conn.buf.advance(len);
+        match parse_head(&mut conn.buf).map_err(Failure::Bad)? {
+            Some(Parsed::Interim) => continue,
+            Some(Parsed::Final(head)) => {
                 let framing = framing(method, &head).map_err(Failure::Bad)?;
                 let keep_alive = keeps_alive(&head) && !matches!(framing, Framing::Close);
                 return Ok((head, framing, keep_alive));
             }
-            Ok(httparse::Status::Partial) => {}
-            Err(e) => return Err(Failure::Bad(format!("bad response from upstream: {e}"))),
+            None => {}
         }
         if conn.buf.len() > MAX_HEAD {
             return Err(Failure::Bad("upstream response head too large".into()));
@@ -240,26 +233,63 @@ async fn read_head(
     }
 }
 
-fn build_head(resp: &httparse::Response<'_, '_>) -> Result<http::response::Parts, String> {
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| "bad status from upstream".to_string())?;
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("bad header name from upstream: {:?}", h.name))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| format!("bad value of header {name} from upstream"))?;
-        headers.append(name, value);
+enum Parsed {
+    /// An interim 1xx answer, taken out of the buffer.
+    Interim,
+    Final(http::response::Parts),
+}
+
+/// Takes one whole response head out of `buf`, if it holds one. The header values share the
+/// head's bytes (one frozen slice of the read buffer) rather than being copied one by one.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("bad response from upstream: {e}")),
+    };
+    let code = resp.code.unwrap_or(0);
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return Err("upstream switched protocols unasked".into());
+        }
+        buf.advance(len);
+        return Ok(Some(Parsed::Interim));
     }
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.version = if resp.version == Some(0) {
+    let status = StatusCode::from_u16(code).map_err(|_| "bad status from upstream".to_string())?;
+    let version = if resp.version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    parts.headers = headers;
-    Ok(parts)
+    // Where each header sits in the buffer, so the buffer can be frozen and sliced once the
+    // parser's borrow of it ends.
+    let base = buf.as_ptr() as usize;
+    let mut at = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = resp.headers.len();
+    for (slot, h) in at.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *slot = (name, h.name.len(), value, h.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(count);
+    for &(name, name_len, value, value_len) in &at[..count] {
+        let name = &head[name..name + name_len];
+        let name = HeaderName::from_bytes(name).map_err(|_| {
+            let shown = String::from_utf8_lossy(name);
+            format!("bad header name from upstream: {shown:?}")
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+            .map_err(|_| format!("bad value of header {name} from upstream"))?;
+        map.append(name, value);
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    parts.headers = map;
+    Ok(Some(Parsed::Final(parts)))
 }
 
 /// A response body read from the upstream connection as the client takes it.
@@ -421,20 +451,18 @@ mod tests {
         method: Method,
     ) -> Result<(StatusCode, Bytes, Option<HeaderMap>), String> {
         let req = http::Request::builder()
-            .method(method.clone())
+            .method(method)
             .uri("/x")
             .header("host", "up")
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let mut head = Vec::new();
-        encode(&parts, &mut head);
         let dial = Dial {
             addr,
             mark: None,
             connect_timeout: Duration::from_secs(2),
         };
-        let (resp, body) = exchange(route, &dial, &method, &head).await?;
+        let (resp, body) = exchange(route, &dial, &parts).await?;
         let collected = body.collect().await.map_err(|e| e.to_string())?;
         let trailers = collected.trailers().cloned();
         Ok((resp.status, collected.to_bytes(), trailers))
