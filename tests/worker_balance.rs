@@ -17,6 +17,16 @@ async fn long_lived_connections_are_spread_evenly_and_all_served() {
         all.into_iter().find(|(n, _)| n == "even").unwrap().1
     };
 
+    // A health check first: one short-lived connection, closed before the others open. It must
+    // not turn balancing off, as a burst of short-lived ones does.
+    let mut probe = TcpStream::connect(listen).await.unwrap();
+    assert_eq!(round_trip(&mut probe, b"ok?\n").await, b"ok?\n");
+    drop(probe);
+    support::eventually("probe uncounted", Duration::from_secs(5), || async {
+        (loads().open.iter().sum::<usize>() == 0).then_some(())
+    })
+    .await;
+
     let mut conns = Vec::new();
     for i in 0..64u32 {
         let mut s = TcpStream::connect(listen).await.unwrap();

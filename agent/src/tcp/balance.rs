@@ -13,12 +13,14 @@
 //! out by themselves over time, and their counts flicker by as much as a real imbalance, so
 //! handing them over would cost a deregistration, a channel send and a wake of the other worker
 //! on a good share of them for nothing (measured: -2.4 % connection-per-request rate). A group
-//! where a connection closed within [`SHORT`] of its accept in the last [`SHORT`] keeps every
-//! connection where the kernel put it.
+//! where some worker saw [`SHORT_BURST`] connections close within [`SHORT`] of their accept, in
+//! one [`WINDOW`], keeps every connection where the kernel put it for the next [`SHORT`]. One
+//! short connection alone (a health check, a probe) does not: the 64 long-lived connections a
+//! client opens right after its health check are balanced.
 //!
 //! The usual case costs a clock read and an increment of the worker's own count per
-//! connection, plus a read of the other workers' counts while no short-lived connection closed
-//! lately.
+//! connection, plus a read of the other workers' counts while no burst of short-lived
+//! connections closed lately.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,19 +36,32 @@ pub struct Balance {
     inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
     moved: AtomicU64,
     epoch: Instant,
-    /// When (ms after `epoch`, plus one; 0 = never) a connection last closed within [`SHORT`]
-    /// of its accept.
+    /// When (ms after `epoch`, plus one; 0 = never) a worker last counted a burst of
+    /// short-lived closes ([`SHORT_BURST`] in one [`WINDOW`]).
     last_short: AtomicU64,
 }
 
 /// A connection that closes sooner than this after its accept is short-lived, and a group that
-/// saw one this recently is left to the kernel's spreading.
+/// saw a burst of them this recently is left to the kernel's spreading.
 pub const SHORT: Duration = Duration::from_secs(1);
 
-/// A worker's count, on a cache line of its own: each worker writes only its own.
+/// The window in which a worker counts its short-lived closes.
+pub const WINDOW: Duration = Duration::from_millis(100);
+
+/// Short-lived closes on one worker within one [`WINDOW`] that make connection-per-request
+/// traffic (at least 40 connections a second on that worker).
+pub const SHORT_BURST: u32 = 4;
+
+/// A worker's count of open connections, and its own tally of short-lived closes, on a cache
+/// line of their own: each worker writes only its own slot.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Slot(AtomicUsize);
+struct Slot {
+    open: AtomicUsize,
+    /// The current [`WINDOW`]'s number (ms after `epoch` / window) in the high 32 bits, and
+    /// the short-lived closes counted in it in the low 32. Read by its own worker only.
+    short: AtomicU64,
+}
 
 /// What `/metrics` shows of a listener group's balance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,17 +105,18 @@ impl Balance {
     }
 
     /// The worker that should run a connection `me` just accepted: `me` unless it holds more
-    /// than the least loaded worker plus [`slack`] and no short-lived connection closed lately.
+    /// than the least loaded worker plus [`slack`] and no burst of short-lived connections
+    /// closed lately.
     pub fn place(&self, me: usize) -> usize {
         // Checked first: under connection-per-request traffic no worker reads another's count,
         // so each count's cache line stays with its own core.
         if self.short_lately() {
             return me;
         }
-        let mine = self.load[me].0.load(Ordering::Relaxed);
+        let mine = self.load[me].open.load(Ordering::Relaxed);
         let (mut to, mut least) = (me, mine);
         for (i, slot) in self.load.iter().enumerate() {
-            let n = slot.0.load(Ordering::Relaxed);
+            let n = slot.open.load(Ordering::Relaxed);
             if n < least {
                 (to, least) = (i, n);
             }
@@ -121,7 +137,7 @@ impl Balance {
 
     /// Counts a connection on `worker` until the returned seat is dropped.
     pub fn seat(self: &Arc<Self>, worker: usize) -> Seat {
-        self.load[worker].0.fetch_add(1, Ordering::Relaxed);
+        self.load[worker].open.fetch_add(1, Ordering::Relaxed);
         Seat {
             balance: self.clone(),
             worker,
@@ -165,7 +181,7 @@ impl Balance {
     pub fn loads(&self) -> Vec<usize> {
         self.load
             .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
+            .map(|s| s.open.load(Ordering::Relaxed))
             .collect()
     }
 }
@@ -188,15 +204,26 @@ impl Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         let b = &self.balance;
-        b.load[self.worker].0.fetch_sub(1, Ordering::Relaxed);
+        let slot = &b.load[self.worker];
+        slot.open.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
-        if now.duration_since(self.since) < SHORT {
-            // Written at most every 100 ms, not on every close: both cores read it.
-            let ms = now.duration_since(b.epoch).as_millis() as u64 + 1;
-            let last = b.last_short.load(Ordering::Relaxed);
-            if last == 0 || last + 100 <= ms {
-                b.last_short.store(ms, Ordering::Relaxed);
-            }
+        if now.duration_since(self.since) >= SHORT {
+            return;
+        }
+        // Tallied in the worker's own slot; the shared mark is written only on a burst, at
+        // most once per window by each worker: every core reads it on every accept.
+        let ms = now.duration_since(b.epoch).as_millis() as u64;
+        let window = ms / WINDOW.as_millis() as u64;
+        let tally = slot.short.load(Ordering::Relaxed);
+        let count = if tally >> 32 == window {
+            (tally as u32).saturating_add(1)
+        } else {
+            1
+        };
+        slot.short
+            .store(window << 32 | u64::from(count), Ordering::Relaxed);
+        if count == SHORT_BURST {
+            b.last_short.store(ms + 1, Ordering::Relaxed);
         }
     }
 }
@@ -240,9 +267,13 @@ mod tests {
     }
 
     #[test]
-    fn a_short_lived_connection_turns_hand_offs_off_for_a_while() {
+    fn a_burst_of_short_lived_connections_turns_hand_offs_off_for_a_while() {
         let (mut b, _rx) = Balance::new(2);
-        drop(b.seat(0)); // closed at once: short-lived
+        // Closed at once: short-lived. Twice the burst less one, so that one window holds a
+        // whole burst even if a window boundary falls between the closes.
+        for _ in 0..2 * SHORT_BURST - 1 {
+            drop(b.seat(0));
+        }
         let long: Vec<_> = (0..3).map(|_| b.seat(0)).collect();
         assert_eq!(
             b.place(0),
@@ -255,6 +286,17 @@ mod tests {
         b_mut.epoch = b_mut.epoch.checked_sub(2 * SHORT).expect("uptime over 2 s");
         let long: Vec<_> = (0..3).map(|_| b.seat(0)).collect();
         assert_eq!(b.place(0), 1);
+        drop(long);
+    }
+
+    #[test]
+    fn one_short_lived_connection_like_a_health_check_leaves_balancing_on() {
+        let (b, _rx) = Balance::new(2);
+        for _ in 1..SHORT_BURST {
+            drop(b.seat(0));
+        }
+        let long: Vec<_> = (0..3).map(|_| b.seat(0)).collect();
+        assert_eq!(b.place(0), 1, "fewer than a burst: still balanced");
         drop(long);
     }
 
