@@ -135,7 +135,7 @@ pub async fn handle(
         tokio::time::sleep(chosen.request_delay).await;
     }
     if let Some(t) = &chosen.terminal {
-        return answer(&snap, &chosen, t.clone(), is_grpc, started);
+        return answer(&snap, &chosen, t.clone(), started);
     }
     if req.method() == Method::CONNECT || headers::is_upgrade(req.headers()) {
         let upstream = snap.upstream.resolve(conn.original).await?;
@@ -269,7 +269,6 @@ fn answer(
     snap: &RouteSnapshot,
     chosen: &Chosen,
     t: Terminal,
-    is_grpc: bool,
     started: Instant,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let record = snap.metrics.recorder(chosen.arm);
@@ -293,7 +292,6 @@ fn answer(
             grpc::trailers_only(g.code, &g.message, ProxyBody::Empty)
         }
     };
-    let _ = is_grpc;
     if snap.http.fault_header
         && let Some(v) = chosen
             .fired
