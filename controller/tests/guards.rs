@@ -809,7 +809,10 @@ async fn a_local_trip_from_an_agent_aborts_the_experiment() {
 async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
     let mut fx = Fixture::start().await;
     let _traffic = Traffic::start(fx.route);
-    // The service's objective breaks above 20 % errors; the ramp injects 5, 10, 30, 60 %.
+    // The service's objective breaks above 20 % errors; the ramp injects 5, 10, 30, 60 %. The
+    // guard judges at least 50 requests over a second (about 300 at this traffic's pace), so
+    // a 5 % or 10 % phase does not read above 20 % by chance: with 19 requests in a window
+    // on a loaded machine, 4 failures at 5 % once tripped the first phase.
     let got = fx
         .run_to_end(
         "ramp",
@@ -819,8 +822,8 @@ async fn a_ramp_stops_at_its_breaking_point_and_names_it() {
          - {name: thirty, duration: 1500ms, faults: {abort: {percentage: 30}}}\n    \
          - {name: sixty, duration: 1500ms, faults: {abort: {percentage: 60}}}\n  \
          stopAtBreakingPoint: true\n  guards:\n    - name: errors\n      \
-         agents: {route: api, metric: errorRate, minRequests: 10}\n      above: 0.2\n      \
-         window: 500ms\n  recovery: {stable: 500ms, timeout: 20s}\n",
+         agents: {route: api, metric: errorRate, minRequests: 50}\n      above: 0.2\n      \
+         window: 1s\n  recovery: {stable: 500ms, timeout: 20s}\n",
     )
     .await;
     let exp = got.experiment.as_ref().unwrap();
