@@ -36,49 +36,7 @@ cargo build --release -p faultline-agent
 agent=$PWD/target/release/faultline-agent
 
 work=$(mktemp -d /tmp/faultline-neighbours.XXXXXX)
-pids=()
-stop_all() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 150); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "${KEEP:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-used_ports=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    case $used_ports in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports+="$p "
-      echo "$p"
-      return
-    fi
-  done
-}
-
-wait_listening() { # NAME PORT PID
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "neighbours.sh: $1 did not listen on 127.0.0.1:$2; its log:" >&2
-  cat "$work/$1.log" >&2 || true
-  exit 1
-}
+source bench/lib/procs.sh
 
 upstream_port=$(free_port)
 haproxy_port=$(free_port)

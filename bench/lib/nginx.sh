@@ -1,5 +1,5 @@
-# Shared by bench/capture.sh and bench/h2c.sh (sourced, from the repository root): the parts of
-# a throwaway nginx config that keep nginx out of its system paths.
+# Shared by bench/capture.sh, bench/h2c.sh and bench/neighbours.sh (sourced, from the repository
+# root): the parts of a throwaway nginx config that keep nginx out of its system paths.
 #   nginx_temp_paths DIR   prints the http-level *_temp_path lines, all under DIR
 
 nginx_temp_paths() {
