@@ -79,7 +79,7 @@ impl ConnState {
         &self,
         snap: &RouteSnapshot,
         parts: &http::request::Parts,
-    ) -> Result<Answer, String> {
+    ) -> Result<Upstream, String> {
         let addr = snap
             .upstream
             .resolve(self.original)
@@ -91,7 +91,7 @@ impl ConnState {
             connect_timeout: self.route.connect_timeout,
         };
         let (parts, body) = client1::exchange(&self.route, &dial, parts).await?;
-        Ok(Answer::Lean(parts, body))
+        Ok((parts, UpstreamBody::Lean(body), None))
     }
 
     async fn connect_h1(&self, addr: SocketAddr) -> Result<Upstream1, String> {
@@ -169,7 +169,7 @@ pub async fn handle(
             .h2
             .request(Request::from_parts(parts, body))
             .await
-            .map(|r| Answer::Hyper(r, None))
+            .map(|r| hyper_answer(r, None))
             .map_err(|e| e.to_string())
     } else if body.is_end_stream() && !is_grpc && !chosen.shapes_body() {
         // HTTP/1.1 without a request body: exchanged by this task (see `client1`).
@@ -180,9 +180,9 @@ pub async fn handle(
         parts.version = Version::HTTP_11;
         conn.send_h1(&snap, Request::from_parts(parts, body))
             .await
-            .map(|(r, checkout)| Answer::Hyper(r, Some(checkout)))
+            .map(|(r, checkout)| hyper_answer(r, Some(checkout)))
     };
-    let resp = match resp {
+    let (mut parts, body, checkout) = match resp {
         Ok(r) => r,
         Err(e) => {
             return Ok(upstream_failed(
@@ -198,13 +198,6 @@ pub async fn handle(
     if !chosen.response_delay.is_zero() {
         tokio::time::sleep(chosen.response_delay).await;
     }
-    let (mut parts, body, checkout) = match resp {
-        Answer::Hyper(r, checkout) => {
-            let (parts, body) = r.into_parts();
-            (parts, UpstreamBody::Hyper(body), checkout)
-        }
-        Answer::Lean(parts, body) => (parts, UpstreamBody::Lean(body), None),
-    };
     headers::strip_hop_by_hop(&mut parts.headers);
     let record = snap.metrics.recorder(chosen.arm);
     record.response(parts.status.as_u16(), false, started.elapsed());
@@ -253,15 +246,18 @@ pub async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The upstream's answer, from hyper's client or from [`client1`].
-enum Answer {
-    Hyper(Response<Incoming>, Option<Checkout>),
-    Lean(http::response::Parts, client1::Body),
-}
+/// The upstream's answer: its head, its body (from hyper's client or from [`client1`]), and
+/// the pooled hyper connection it holds, if any.
+type Upstream = (http::response::Parts, UpstreamBody, Option<Checkout>);
 
 enum UpstreamBody {
     Hyper(Incoming),
     Lean(client1::Body),
+}
+
+fn hyper_answer(r: Response<Incoming>, checkout: Option<Checkout>) -> Upstream {
+    let (parts, body) = r.into_parts();
+    (parts, UpstreamBody::Hyper(body), checkout)
 }
 
 /// Answers the request as a terminal fault says, without calling upstream.
