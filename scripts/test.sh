@@ -89,4 +89,12 @@ fi
 
 scripts/helm-check.sh
 
+# A fresh test build takes about 4 GiB under target/debug; say so up front rather than leave
+# a linker's "No space left on device" deep in the build log.
+mkdir -p target
+free_kib=$(df -Pk target | awk 'NR == 2 { print $4 }')
+if [[ ! -d target/debug && $free_kib -lt $((5 * 1024 * 1024)) ]]; then
+    echo "warning: $((free_kib / 1024)) MiB free for target/; a fresh test build needs about 4 GiB" >&2
+fi
+
 exec cargo test --workspace --locked "$@"
