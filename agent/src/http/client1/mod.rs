@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use self::framing::{Framing, Step, framing, keeps_alive, step};
 use super::body::BoxError;
 
+mod batch;
 mod framing;
 
 /// Idle connections kept per worker and route.
@@ -120,6 +121,7 @@ pub async fn exchange(
     dial: &Dial,
     request: &http::request::Parts,
 ) -> Result<(http::response::Parts, Body), String> {
+    let (_in_flight, others_in_flight) = batch::InFlight::enter();
     let mut reused = route.h1_lean.take(dial.addr);
     loop {
         let was_reused = reused.is_some();
@@ -129,6 +131,7 @@ pub async fn exchange(
         };
         conn.out.clear();
         encode(request, &mut conn.out);
+        batch::join_the_batch(others_in_flight).await;
         let sent = conn.stream.write_all(&conn.out).await;
         let answer = match sent {
             Ok(()) => read_head(&mut conn, &request.method).await,
