@@ -762,3 +762,125 @@ async fn slis_tell_injected_failures_from_real_ones() {
         support::http::request(agent.admin, "GET", "/faultline/v1/routes/api/sli", None).await;
     assert_eq!(sli.status, 200, "{}", sli.body);
 }
+
+/// A TCP listener that accepts connections, reads what comes, and never answers.
+async fn silent_upstream() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_gets_504_after_the_response_timeout() {
+    let agent = support::agent().await;
+    let limit = Duration::from_millis(300);
+    let options = HttpOptions {
+        response_timeout: Some(limit),
+        ..HttpOptions::default()
+    };
+    let addr = agent.route_with("api", silent_upstream().await, Protocol::Http, options);
+    // HTTP/1.1 without a body (the in-task exchange), with a body (hyper's client), and h2c.
+    let cases = [
+        (h1(), "GET", Bytes::new()),
+        (h1(), "POST", Bytes::from_static(b"payload")),
+        (h2(), "GET", Bytes::new()),
+    ];
+    for (c, method, body) in cases {
+        let g = send(&c, method, addr, "/slow", body, &[]).await.unwrap();
+        assert_eq!(g.status, StatusCode::GATEWAY_TIMEOUT, "{method}");
+        let text = String::from_utf8_lossy(&g.body.unwrap()).into_owned();
+        assert!(
+            text.contains("did not answer within 300ms"),
+            "{method}: {text}"
+        );
+        assert!(g.took >= limit, "{method} answered after {:?}", g.took);
+        assert!(g.took < Duration::from_secs(10), "{method}: {:?}", g.took);
+    }
+    // gRPC: DEADLINE_EXCEEDED in a trailers-only answer.
+    let g = send(
+        &h2(),
+        "POST",
+        addr,
+        "/pkg.Svc/Call",
+        Bytes::from_static(b"\0\0\0\0\0"),
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.headers["grpc-status"], "4");
+    // Real upstream errors, not injected ones.
+    let metrics = support::http::request(agent.admin, "GET", "/metrics", None)
+        .await
+        .body;
+    assert!(
+        metrics.contains(
+            "faultline_http_requests_total{route=\"api\",class=\"5xx\",injected=\"false\"} 3"
+        ),
+        "{metrics}"
+    );
+    // The route shows its limit.
+    let route = support::http::request(agent.admin, "GET", "/proxies/api", None)
+        .await
+        .json();
+    assert_eq!(route["response_timeout"], "300ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_timeout_is_checked_when_a_route_is_created() {
+    let agent = support::agent().await;
+    let create = |name: &str, extra: serde_json::Value| {
+        let mut body = json!({"name": name, "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let ok = support::http::request(
+        agent.admin,
+        "POST",
+        "/proxies",
+        Some(&create(
+            "a",
+            json!({"protocol": "http", "response_timeout": "2s"}),
+        )),
+    )
+    .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    assert_eq!(ok.json()["response_timeout"], "2s");
+    for (extra, says) in [
+        (
+            json!({"protocol": "http", "response_timeout": "soon"}),
+            "not a duration",
+        ),
+        (
+            json!({"protocol": "http", "response_timeout": "0s"}),
+            "more than 0",
+        ),
+        (
+            json!({"response_timeout": "2s"}),
+            "need protocol http or grpc",
+        ),
+    ] {
+        let r = support::http::request(agent.admin, "POST", "/proxies", Some(&create("b", extra)))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("response_timeout"), "{}", r.body);
+        assert!(r.body.contains(says), "{}", r.body);
+    }
+    let list = support::http::request(agent.admin, "GET", "/proxies", None)
+        .await
+        .json();
+    assert!(
+        list.get("b").is_none(),
+        "a refused route is not half-created: {list}"
+    );
+}

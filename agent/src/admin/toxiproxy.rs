@@ -20,7 +20,10 @@ use crate::fault::{
     Bandwidth, Direction, Down, Fault, FaultKind, KindTag, Latency, LimitData, Origin, Partition,
     Probability, ResetPeer, Slicer, SlowClose, Timeout, parse_duration,
 };
-use crate::route::{FaultView, HttpOptions, Protocol, RouteSpec, RouteUpdate, RouteView, Upstream};
+use crate::route::{
+    FaultView, HttpOptions, Protocol, RouteSpec, RouteUpdate, RouteView, Upstream,
+    parse_response_timeout,
+};
 
 /// The Toxiproxy API version this surface is compatible with.
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
@@ -39,6 +42,9 @@ pub struct ProxyJson {
     /// faultline: HTTP options (http and grpc routes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_faults: Option<bool>,
+    /// faultline: how long the upstream has to start answering (`30s`), when limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_timeout: Option<String>,
     /// faultline: a captured route's direction (`outbound`, `inbound`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<&'static str>,
@@ -57,6 +63,10 @@ impl From<&RouteView> for ProxyJson {
             toxics: r.faults.iter().map(ToxicJson::from).collect(),
             protocol: r.protocol.as_str(),
             header_faults: r.protocol.is_http().then_some(r.http.header_faults),
+            response_timeout: r
+                .http
+                .response_timeout
+                .map(|t| humantime::format_duration(t).to_string()),
             capture: r.capture.as_ref().map(|c| c.direction.as_str()),
             capture_match: r.capture.as_ref().map(capture::to_input),
         }
@@ -87,6 +97,9 @@ pub struct ProxyInput {
     /// faultline: add `x-faultline-fault: NAME` to responses a fault acted on.
     #[serde(default)]
     pub fault_header: Option<bool>,
+    /// faultline: how long the upstream has to start answering (`30s`); default no limit.
+    #[serde(default)]
+    pub response_timeout: Option<String>,
     /// faultline: a captured route (`outbound` or `inbound`): no listener; it takes redirected
     /// connections whose original destination fits `match`.
     #[serde(default)]
@@ -135,6 +148,18 @@ impl ProxyInput {
                 .map_err(|e| ApiError::bad_request("protocol", e))?,
         };
         let mut http = HttpOptions::default();
+        if let Some(t) = &self.response_timeout {
+            if !protocol.is_http() {
+                return Err(ApiError::bad_request(
+                    "response_timeout",
+                    "HTTP options need protocol http or grpc",
+                ));
+            }
+            http.response_timeout = Some(
+                parse_response_timeout(t)
+                    .map_err(|e| ApiError::bad_request("response_timeout", e))?,
+            );
+        }
         if self.header_faults.is_some()
             || self.max_header_faults.is_some()
             || self.fault_header.is_some()

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::{ConfigError, LogFormat};
-use crate::route::{CaptureMatch, HttpOptions, Protocol, RouteSpec, Upstream};
+use crate::route::{
+    CaptureMatch, HttpOptions, Protocol, RouteSpec, Upstream, parse_response_timeout,
+};
 use crate::tcp::workers::Pinning;
 
 /// faultline-agent: a fault-injecting proxy that runs beside a service.
@@ -65,6 +67,12 @@ pub struct Args {
     /// (http and grpc only).
     #[arg(long, env = "FAULTLINE_HEADER_FAULTS")]
     pub header_faults: bool,
+
+    /// How long the upstream of the single route has to start answering (e.g. 30s), after
+    /// which the client gets 504, or DEADLINE_EXCEEDED for gRPC (http and grpc only; default:
+    /// no limit).
+    #[arg(long, env = "FAULTLINE_RESPONSE_TIMEOUT", value_name = "DURATION")]
+    pub response_timeout: Option<String>,
 
     /// A route, as NAME=LISTEN=UPSTREAM[=PROTOCOL] (repeat the flag, or separate with commas in the
     /// environment variable). A captured route gives `capture:DIRECTION[:DESTINATIONS:PORTS]` as
@@ -239,6 +247,18 @@ impl Args {
                 "needs --protocol http or grpc",
             ));
         }
+        let response_timeout = match &self.response_timeout {
+            None => None,
+            Some(_) if !protocol.is_http() => {
+                return Err(ConfigError::new(
+                    "--response-timeout",
+                    "needs --protocol http or grpc",
+                ));
+            }
+            Some(t) => Some(
+                parse_response_timeout(t).map_err(|e| ConfigError::new("--response-timeout", e))?,
+            ),
+        };
         if let (Some(listen), Some(upstream)) = (&self.listen, &self.upstream) {
             out.push(RouteSpec {
                 name: self.name.clone(),
@@ -248,6 +268,7 @@ impl Args {
                 protocol,
                 http: HttpOptions {
                     header_faults: self.header_faults,
+                    response_timeout,
                     ..HttpOptions::default()
                 },
                 capture: None,

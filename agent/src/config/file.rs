@@ -27,7 +27,7 @@ use super::args::check_listen;
 use crate::admin::capture::{self, MatchInput};
 use crate::admin::toxiproxy::ToxicInput;
 use crate::fault::Fault;
-use crate::route::{HttpOptions, Protocol, RouteSpec};
+use crate::route::{HttpOptions, Protocol, RouteSpec, parse_response_timeout};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,9 @@ struct FileRoute {
     protocol: Option<String>,
     #[serde(default)]
     header_faults: bool,
+    /// How long the upstream has to start answering (`30s`); http and grpc routes.
+    #[serde(default)]
+    response_timeout: Option<String>,
     /// `outbound` or `inbound`: a captured route.
     #[serde(default)]
     capture: Option<String>,
@@ -136,6 +139,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
                 "needs protocol http or grpc",
             ));
         }
+        let response_timeout = match &r.response_timeout {
+            None => None,
+            Some(_) if !protocol.is_http() => {
+                return Err(ConfigError::new(
+                    at("response_timeout"),
+                    "needs protocol http or grpc",
+                ));
+            }
+            Some(t) => Some(
+                parse_response_timeout(t)
+                    .map_err(|e| ConfigError::new(at("response_timeout"), e))?,
+            ),
+        };
         for (j, f) in r.faults.into_iter().enumerate() {
             let input: ToxicInput = serde_json::from_value(f)
                 .map_err(|e| ConfigError::new(at(&format!("faults[{j}]")), e))?;
@@ -152,6 +168,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             protocol,
             http: HttpOptions {
                 header_faults: r.header_faults,
+                response_timeout,
                 ..HttpOptions::default()
             },
             capture,
@@ -163,6 +180,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_timeout_is_an_http_option_named_when_wrong() {
+        let route = |extra: &str| {
+            format!(
+                "routes:\n  - name: api\n    listen: 127.0.0.1:0\n    upstream: 127.0.0.1:80\n{extra}"
+            )
+        };
+        let p = parse(
+            &route("    protocol: http\n    response_timeout: 1500ms\n"),
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.routes[0].http.response_timeout,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        let e = parse(
+            &route("    protocol: http\n    response_timeout: soon\n"),
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("routes[0].response_timeout"), "{e}");
+        let e = parse(&route("    response_timeout: 1s\n"), Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("routes[0].response_timeout: needs protocol http"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn yaml_with_faults() {

@@ -383,6 +383,36 @@ mod tests {
     }
 
     #[test]
+    fn the_short_form_takes_a_response_timeout_on_http_routes_only() {
+        let route = ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:80"];
+        let with = |extra: &[&'static str]| {
+            let mut flags = route.to_vec();
+            flags.extend_from_slice(extra);
+            parse(&flags)
+        };
+        let c = with(&["--protocol", "http", "--response-timeout", "5s"]).unwrap();
+        assert_eq!(
+            c.routes[0].http.response_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            with(&["--protocol", "http"]).unwrap().routes[0]
+                .http
+                .response_timeout,
+            None
+        );
+        let e = with(&["--response-timeout", "5s"]).unwrap_err().to_string();
+        assert_eq!(e, "--response-timeout: needs --protocol http or grpc");
+        let e = with(&["--protocol", "grpc", "--response-timeout", "0ms"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--response-timeout: must be more than 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_agent_id_defaults_to_host_and_pid() {
         let c = parse(&["--controller", "http://127.0.0.1:7070"])
             .unwrap()

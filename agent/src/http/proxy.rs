@@ -148,7 +148,7 @@ pub async fn handle(
         select::strip_directives(&mut parts.headers);
     }
     let use_h2 = conn.route.protocol == Protocol::Grpc || parts.version == Version::HTTP_2;
-    let resp = if use_h2 {
+    if use_h2 {
         // HTTP/2: the pooled, multiplexed client needs the upstream in an absolute URI.
         let path = parts
             .uri
@@ -165,22 +165,44 @@ pub async fn handle(
             }
         };
         parts.version = Version::HTTP_2;
-        conn.route
-            .h2
-            .request(Request::from_parts(parts, body))
-            .await
-            .map(|r| hyper_answer(r, None))
-            .map_err(|e| e.to_string())
-    } else if body.is_end_stream() && !is_grpc && !chosen.shapes_body() {
-        // HTTP/1.1 without a request body: exchanged by this task (see `client1`).
-        conn.send_lean(&snap, &parts).await
-    } else {
-        // HTTP/1.1 with a body, or under a body fault: hyper's client on a pooled connection,
-        // request target unchanged.
-        parts.version = Version::HTTP_11;
-        conn.send_h1(&snap, Request::from_parts(parts, body))
-            .await
-            .map(|(r, checkout)| hyper_answer(r, Some(checkout)))
+    }
+    let call = async {
+        if use_h2 {
+            conn.route
+                .h2
+                .request(Request::from_parts(parts, body))
+                .await
+                .map(|r| hyper_answer(r, None))
+                .map_err(|e| e.to_string())
+        } else if body.is_end_stream() && !is_grpc && !chosen.shapes_body() {
+            // HTTP/1.1 without a request body: exchanged by this task (see `client1`).
+            conn.send_lean(&snap, &parts).await
+        } else {
+            // HTTP/1.1 with a body, or under a body fault: hyper's client on a pooled
+            // connection, request target unchanged.
+            parts.version = Version::HTTP_11;
+            conn.send_h1(&snap, Request::from_parts(parts, body))
+                .await
+                .map(|(r, checkout)| hyper_answer(r, Some(checkout)))
+        }
+    };
+    // Dropping the call on time-out drops its upstream connection with it: one left
+    // mid-exchange is never pooled again.
+    let resp = match snap.http.response_timeout {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Ok(upstream_timed_out(
+                    &snap,
+                    &conn.route,
+                    &chosen,
+                    is_grpc,
+                    limit,
+                    started,
+                ));
+            }
+        },
     };
     let (mut parts, body, checkout) = match resp {
         Ok(r) => r,
@@ -338,6 +360,37 @@ fn upstream_failed(
         StatusCode::BAD_GATEWAY,
         format!("faultline: upstream {} unavailable\n", snap.upstream),
     )
+}
+
+/// The upstream did not start answering within the route's `response_timeout`: 504, or
+/// DEADLINE_EXCEEDED for gRPC. Counted as an upstream error, not as an injected one.
+fn upstream_timed_out(
+    snap: &RouteSnapshot,
+    route: &HttpRoute,
+    chosen: &Chosen,
+    is_grpc: bool,
+    limit: std::time::Duration,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let metrics = &snap.metrics;
+    let record = metrics.recorder(chosen.arm);
+    record.upstream_error();
+    let limit = humantime::format_duration(limit);
+    let now_ms = route.epoch.elapsed().as_millis() as u64;
+    if let Some(suppressed) = metrics.upstream_error(now_ms) {
+        tracing::warn!(route = %snap.name, upstream = %snap.upstream, %limit, suppressed, "upstream did not answer in time");
+    }
+    let message = format!(
+        "faultline: upstream {} did not answer within {limit}",
+        snap.upstream
+    );
+    if is_grpc {
+        record.response(200, false, started.elapsed());
+        record.grpc(4, false);
+        return grpc::trailers_only(4, &message, ProxyBody::Empty);
+    }
+    record.response(504, false, started.elapsed());
+    local(StatusCode::GATEWAY_TIMEOUT, format!("{message}\n"))
 }
 
 fn local(status: StatusCode, body: String) -> Response<ProxyBody> {

@@ -26,7 +26,7 @@ pub mod upstream;
 pub use self::{
     capture::{CaptureDirection, CaptureMatch, CapturedRoute, CapturedRoutes},
     lease::{Applied, DesiredError, DesiredState, LeaseStatus},
-    protocol::{HttpOptions, Protocol},
+    protocol::{HttpOptions, Protocol, parse_response_timeout},
     snapshot::{ActiveFault, RouteSnapshot, RouteState},
     table::{
         Cleared, FaultView, RouteError, RouteFeed, RouteSpec, RouteTable, RouteUpdate, RouteView,

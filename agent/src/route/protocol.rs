@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Protocol {
@@ -66,6 +67,23 @@ pub struct HttpOptions {
     pub max_header_faults: u32,
     /// Add `x-faultline-fault: NAME` to responses a fault acted on.
     pub fault_header: bool,
+    /// How long the upstream has to start answering (its response head) once the request is
+    /// on its way; then the client gets 504 (gRPC: DEADLINE_EXCEEDED). `None`: no limit, as
+    /// before there was this setting; a default would cut users' long polls.
+    pub response_timeout: Option<Duration>,
+}
+
+/// Parses a route's `response_timeout` (`30s`, `1m30s`, `250ms`): more than zero, at most a day.
+pub fn parse_response_timeout(s: &str) -> Result<Duration, String> {
+    let d: Duration = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 30s or 250ms: {e}"))?;
+    if d.is_zero() {
+        return Err("must be more than 0 (leave it out for no limit)".into());
+    }
+    if d > Duration::from_secs(24 * 3600) {
+        return Err(format!("{s:?} is more than a day"));
+    }
+    Ok(d)
 }
 
 impl Default for HttpOptions {
@@ -74,6 +92,36 @@ impl Default for HttpOptions {
             header_faults: false,
             max_header_faults: 100,
             fault_header: false,
+            response_timeout: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_timeout_takes_a_positive_duration_up_to_a_day() {
+        assert_eq!(parse_response_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(
+            parse_response_timeout("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(
+            parse_response_timeout("0s")
+                .unwrap_err()
+                .contains("more than 0")
+        );
+        assert!(
+            parse_response_timeout("soon")
+                .unwrap_err()
+                .contains("\"soon\"")
+        );
+        assert!(
+            parse_response_timeout("2days")
+                .unwrap_err()
+                .contains("more than a day")
+        );
     }
 }
