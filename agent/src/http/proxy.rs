@@ -189,30 +189,21 @@ pub async fn handle(
     // Dropping the call on time-out drops its upstream connection with it: one left
     // mid-exchange is never pooled again.
     let resp = match snap.http.response_timeout {
-        None => call.await,
+        None => call.await.map_err(UpstreamFailure::Unavailable),
         Some(limit) => match tokio::time::timeout(limit, call).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Ok(upstream_timed_out(
-                    &snap,
-                    &conn.route,
-                    &chosen,
-                    is_grpc,
-                    limit,
-                    started,
-                ));
-            }
+            Ok(r) => r.map_err(UpstreamFailure::Unavailable),
+            Err(_) => Err(UpstreamFailure::TimedOut(limit)),
         },
     };
     let (mut parts, body, checkout) = match resp {
         Ok(r) => r,
-        Err(e) => {
+        Err(failure) => {
             return Ok(upstream_failed(
                 &snap,
                 &conn.route,
                 &chosen,
                 is_grpc,
-                &e,
+                failure,
                 started,
             ));
         }
@@ -331,66 +322,62 @@ fn bad_header(snap: &RouteSnapshot, bad: BadHeader, started: Instant) -> Respons
     )
 }
 
+/// Why the upstream gave no answer.
+enum UpstreamFailure {
+    /// It could not be reached, or failed the exchange.
+    Unavailable(String),
+    /// It did not start answering within the route's `response_timeout`.
+    TimedOut(std::time::Duration),
+}
+
+/// The client's answer when the upstream gave none: 502 (gRPC: UNAVAILABLE), or 504 (gRPC:
+/// DEADLINE_EXCEEDED) after the route's `response_timeout`. Counted as a real upstream error,
+/// not as an injected one.
 fn upstream_failed(
     snap: &RouteSnapshot,
     route: &HttpRoute,
     chosen: &Chosen,
     is_grpc: bool,
-    e: &str,
+    failure: UpstreamFailure,
     started: Instant,
 ) -> Response<ProxyBody> {
     let metrics = &snap.metrics;
     let record = metrics.recorder(chosen.arm);
     record.upstream_error();
-    let now_ms = route.epoch.elapsed().as_millis() as u64;
-    if let Some(suppressed) = metrics.upstream_error(now_ms) {
-        tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %e, suppressed, "upstream request failed");
-    }
-    if is_grpc {
-        record.response(200, false, started.elapsed());
-        record.grpc(14, false);
-        return grpc::trailers_only(
+    let (status, grpc_code, message) = match &failure {
+        UpstreamFailure::Unavailable(_) => (
+            StatusCode::BAD_GATEWAY,
             14,
-            &format!("faultline: upstream {} unavailable", snap.upstream),
-            ProxyBody::Empty,
-        );
-    }
-    record.response(502, false, started.elapsed());
-    local(
-        StatusCode::BAD_GATEWAY,
-        format!("faultline: upstream {} unavailable\n", snap.upstream),
-    )
-}
-
-/// The upstream did not start answering within the route's `response_timeout`: 504, or
-/// DEADLINE_EXCEEDED for gRPC. Counted as an upstream error, not as an injected one.
-fn upstream_timed_out(
-    snap: &RouteSnapshot,
-    route: &HttpRoute,
-    chosen: &Chosen,
-    is_grpc: bool,
-    limit: std::time::Duration,
-    started: Instant,
-) -> Response<ProxyBody> {
-    let metrics = &snap.metrics;
-    let record = metrics.recorder(chosen.arm);
-    record.upstream_error();
-    let limit = humantime::format_duration(limit);
+            format!("faultline: upstream {} unavailable", snap.upstream),
+        ),
+        UpstreamFailure::TimedOut(limit) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            4,
+            format!(
+                "faultline: upstream {} did not answer within {}",
+                snap.upstream,
+                humantime::format_duration(*limit)
+            ),
+        ),
+    };
     let now_ms = route.epoch.elapsed().as_millis() as u64;
     if let Some(suppressed) = metrics.upstream_error(now_ms) {
-        tracing::warn!(route = %snap.name, upstream = %snap.upstream, %limit, suppressed, "upstream did not answer in time");
+        match &failure {
+            UpstreamFailure::Unavailable(e) => {
+                tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %e, suppressed, "upstream request failed")
+            }
+            UpstreamFailure::TimedOut(_) => {
+                tracing::warn!(route = %snap.name, upstream = %snap.upstream, suppressed, "{message}")
+            }
+        }
     }
-    let message = format!(
-        "faultline: upstream {} did not answer within {limit}",
-        snap.upstream
-    );
     if is_grpc {
         record.response(200, false, started.elapsed());
-        record.grpc(4, false);
-        return grpc::trailers_only(4, &message, ProxyBody::Empty);
+        record.grpc(grpc_code, false);
+        return grpc::trailers_only(grpc_code, &message, ProxyBody::Empty);
     }
-    record.response(504, false, started.elapsed());
-    local(StatusCode::GATEWAY_TIMEOUT, format!("{message}\n"))
+    record.response(status.as_u16(), false, started.elapsed());
+    local(status, format!("{message}\n"))
 }
 
 fn local(status: StatusCode, body: String) -> Response<ProxyBody> {
