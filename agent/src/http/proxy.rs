@@ -330,6 +330,17 @@ enum UpstreamFailure {
     TimedOut(std::time::Duration),
 }
 
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamFailure::Unavailable(e) => f.write_str(e),
+            UpstreamFailure::TimedOut(limit) => {
+                write!(f, "no answer within {}", humantime::format_duration(*limit))
+            }
+        }
+    }
+}
+
 /// The client's answer when the upstream gave none: 502 (gRPC: UNAVAILABLE), or 504 (gRPC:
 /// DEADLINE_EXCEEDED) after the route's `response_timeout`. Counted as a real upstream error,
 /// not as an injected one.
@@ -362,14 +373,7 @@ fn upstream_failed(
     };
     let now_ms = route.epoch.elapsed().as_millis() as u64;
     if let Some(suppressed) = metrics.upstream_error(now_ms) {
-        match &failure {
-            UpstreamFailure::Unavailable(e) => {
-                tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %e, suppressed, "upstream request failed")
-            }
-            UpstreamFailure::TimedOut(_) => {
-                tracing::warn!(route = %snap.name, upstream = %snap.upstream, suppressed, "{message}")
-            }
-        }
+        tracing::warn!(route = %snap.name, upstream = %snap.upstream, error = %failure, suppressed, "upstream request failed");
     }
     if is_grpc {
         record.response(200, false, started.elapsed());

@@ -16,6 +16,10 @@
 //! An idle connection the upstream has closed is noticed from Tokio's readiness (no system
 //! call) when it is taken; one closed in the instant between is caught when the answer is an
 //! immediate close, and an idempotent request is then sent once more on a new connection.
+//!
+//! `framing.rs` frames and decodes the response body; `batch.rs` holds a request's write to the
+//! end of the worker's tick while other exchanges are in flight, so the upstream takes the
+//! tick's requests in one batch.
 
 use std::io;
 use std::net::SocketAddr;
